@@ -1,0 +1,201 @@
+//! The boundary between iamsweep's core and AWS: the traits the core needs, plain domain types and
+//! [`AwsError`]. No SDK type crosses it; `sdk.rs` implements it for real, `fake.rs` in memory.
+
+use std::fmt;
+use std::future::Future;
+
+use serde::Serialize;
+
+use crate::config::AccountTarget;
+use crate::model::{PolicyArn, UserName};
+
+pub mod fake;
+pub mod sdk;
+
+/// Every AWS operation iamsweep calls. The names are the API's own (as IAM policies and
+/// CloudTrail spell them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Op {
+    AssumeRole,
+    GetCallerIdentity,
+    GetAccountAuthorizationDetails,
+    ListAttachedUserPolicies,
+    ListGroupsForUser,
+    ListAttachedGroupPolicies,
+    DetachUserPolicy,
+    AttachUserPolicy,
+}
+
+impl Op {
+    pub const ALL: [Op; 8] = [
+        Op::AssumeRole,
+        Op::GetCallerIdentity,
+        Op::GetAccountAuthorizationDetails,
+        Op::ListAttachedUserPolicies,
+        Op::ListGroupsForUser,
+        Op::ListAttachedGroupPolicies,
+        Op::DetachUserPolicy,
+        Op::AttachUserPolicy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::AssumeRole => "AssumeRole",
+            Op::GetCallerIdentity => "GetCallerIdentity",
+            Op::GetAccountAuthorizationDetails => "GetAccountAuthorizationDetails",
+            Op::ListAttachedUserPolicies => "ListAttachedUserPolicies",
+            Op::ListGroupsForUser => "ListGroupsForUser",
+            Op::ListAttachedGroupPolicies => "ListAttachedGroupPolicies",
+            Op::DetachUserPolicy => "DetachUserPolicy",
+            Op::AttachUserPolicy => "AttachUserPolicy",
+        }
+    }
+
+    /// Whether the call changes anything in AWS.
+    pub fn is_write(self) -> bool {
+        matches!(self, Op::DetachUserPolicy | Op::AttachUserPolicy)
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What kind of failure an AWS call had; the core decides retries and outcomes from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request was refused for rate; it did nothing and may be retried after a pause.
+    Throttled,
+    /// The entity named does not exist (for a detach: the attachment is already gone).
+    NoSuchEntity,
+    /// Not allowed (missing permission, or a role that cannot be assumed).
+    AccessDenied,
+    /// Network, timeout or 5xx: the outcome of a write is unknown.
+    Transient,
+    /// No usable base credentials.
+    Credentials,
+    /// Anything else, including the account mismatch of `assume_role = false`.
+    Other,
+}
+
+/// A failed AWS call, with the service's own error code and message where it gave them.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct AwsError {
+    pub kind: ErrorKind,
+    pub code: String,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+impl AwsError {
+    pub fn new(kind: ErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: code.into(),
+            message: message.into(),
+            request_id: None,
+        }
+    }
+
+    pub fn throttled() -> Self {
+        Self::new(ErrorKind::Throttled, "Throttling", "Rate exceeded")
+    }
+}
+
+/// A managed policy attached to a user or group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachedPolicy {
+    pub arn: PolicyArn,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserDetail {
+    pub name: UserName,
+    pub arn: String,
+    /// Names of the groups the user is in.
+    pub groups: Vec<String>,
+    /// Managed policies attached to the user directly.
+    pub attached: Vec<AttachedPolicy>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupDetail {
+    pub name: String,
+    pub attached: Vec<AttachedPolicy>,
+}
+
+/// One page of `GetAccountAuthorizationDetails` (users and groups only).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthDetailsPage {
+    pub users: Vec<UserDetail>,
+    pub groups: Vec<GroupDetail>,
+    /// Set while the listing is truncated.
+    pub next_marker: Option<String>,
+}
+
+/// One page of a list call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_marker: Option<String>,
+}
+
+/// The receipt of a write: what CloudTrail needs to find the call again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Receipt {
+    pub request_id: Option<String>,
+}
+
+/// Opens an IAM client for one account: assumes its role (or checks the base credentials belong
+/// to it). Failing here fails only that account.
+pub trait Connector: Send + Sync + 'static {
+    type Client: Iam;
+
+    fn connect(
+        &self,
+        target: &AccountTarget,
+    ) -> impl Future<Output = Result<Self::Client, AwsError>> + Send;
+}
+
+/// The IAM calls iamsweep makes inside one account. One call of a method is one API request;
+/// paging is left to the caller so that every request is counted and paced.
+pub trait Iam: Send + Sync + 'static {
+    fn authorization_details(
+        &self,
+        marker: Option<String>,
+    ) -> impl Future<Output = Result<AuthDetailsPage, AwsError>> + Send;
+
+    fn list_attached_user_policies(
+        &self,
+        user: &UserName,
+        marker: Option<String>,
+    ) -> impl Future<Output = Result<Page<PolicyArn>, AwsError>> + Send;
+
+    fn list_groups_for_user(
+        &self,
+        user: &UserName,
+        marker: Option<String>,
+    ) -> impl Future<Output = Result<Page<String>, AwsError>> + Send;
+
+    fn list_attached_group_policies(
+        &self,
+        group: &str,
+        marker: Option<String>,
+    ) -> impl Future<Output = Result<Page<PolicyArn>, AwsError>> + Send;
+
+    fn detach_user_policy(
+        &self,
+        user: &UserName,
+        policy: &PolicyArn,
+    ) -> impl Future<Output = Result<Receipt, AwsError>> + Send;
+
+    fn attach_user_policy(
+        &self,
+        user: &UserName,
+        policy: &PolicyArn,
+    ) -> impl Future<Output = Result<Receipt, AwsError>> + Send;
+}

@@ -1,0 +1,565 @@
+//! The real AWS adapter: the only file that names `aws_config` and `aws_sdk_*`. Builds one IAM
+//! client per account (own retry partition, refreshing assumed-role credentials) and maps SDK
+//! errors to [`AwsError`].
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+use aws_sdk_iam::config::retry::RetryPartition;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::operation::RequestId;
+use aws_sdk_iam::types::EntityType;
+use aws_types::region::Region;
+
+use super::{
+    AttachedPolicy, AuthDetailsPage, AwsError, Connector, ErrorKind, GroupDetail, Iam, Op, Page,
+    Receipt, UserDetail,
+};
+use crate::config::{Access, AccountTarget};
+use crate::model::{Partition, PolicyArn, UserName};
+
+/// How long an assumed-role session lasts; the SDK's identity cache asks for fresh credentials
+/// shortly before this runs out, so long runs never see `ExpiredToken`.
+const SESSION_SECONDS: i32 = 3600;
+/// Attempts per request inside the SDK (standard mode); storms beyond that are paced and retried
+/// by the core.
+const SDK_MAX_ATTEMPTS: u32 = 4;
+
+/// Settings for reaching AWS, from the command line and environment.
+#[derive(Clone, Debug, Default)]
+pub struct SdkSettings {
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EndpointError(String);
+
+/// Refuses a plaintext endpoint unless it is on this machine: session tokens travel in headers.
+pub fn check_endpoint(url: &str) -> Result<(), EndpointError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| EndpointError(format!("endpoint `{url}` is not a URL: {e}")))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(EndpointError(format!(
+                    "refusing plaintext endpoint `{url}`: credentials would cross the network unencrypted; use https, or http only on a loopback address (127.0.0.1, ::1, localhost)"
+                )))
+            }
+        }
+        other => Err(EndpointError(format!(
+            "endpoint `{url}` has scheme `{other}`; expected https (or http on loopback)"
+        ))),
+    }
+}
+
+/// Connects to real AWS (or an emulator at the endpoint) with the standard credential chain.
+#[derive(Clone, Debug)]
+pub struct SdkConnector {
+    base: aws_types::SdkConfig,
+}
+
+impl SdkConnector {
+    /// Loads the base configuration (profile, SSO, env, instance role...) and checks every
+    /// endpoint it would send credentials to.
+    pub async fn load(settings: &SdkSettings) -> Result<Self, EndpointError> {
+        if let Some(url) = &settings.endpoint_url {
+            check_endpoint(url)?;
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(Partition::Aws.iam_region()))
+            .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS));
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(profile) = &settings.profile {
+            loader = loader.profile_name(profile);
+        }
+        let base = loader.load().await;
+        if let Some(url) = base.endpoint_url() {
+            check_endpoint(url)?;
+        }
+        for var in ["AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL_STS"] {
+            if let Ok(url) = std::env::var(var) {
+                check_endpoint(&url).map_err(|e| EndpointError(format!("{var}: {e}")))?;
+            }
+        }
+        Ok(Self { base })
+    }
+
+    fn sts(&self, partition: Partition) -> aws_sdk_sts::Client {
+        let conf = aws_sdk_sts::config::Builder::from(&self.base)
+            .region(Region::new(partition.iam_region()))
+            .build();
+        aws_sdk_sts::Client::from_conf(conf)
+    }
+}
+
+impl Connector for SdkConnector {
+    type Client = SdkIam;
+
+    async fn connect(&self, target: &AccountTarget) -> Result<SdkIam, AwsError> {
+        let sts = self.sts(target.partition);
+        let credentials = match &target.access {
+            Access::AssumeRole {
+                role_arn,
+                external_id,
+                session_name,
+            } => {
+                let role = AssumedRole {
+                    sts,
+                    role_arn: role_arn.clone(),
+                    external_id: external_id.clone(),
+                    session_name: session_name.clone(),
+                    first: Mutex::new(None),
+                };
+                // Assume explicitly, once, so a refused role fails this account with its real
+                // code; the provider then hands these out and refreshes them before expiry.
+                let first = role.assume().await?;
+                *role.first.lock().expect("credentials lock") = Some(first);
+                SharedCredentialsProvider::new(role)
+            }
+            Access::BaseCredentials => {
+                let out = sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk_error(Op::GetCallerIdentity, e))?;
+                let actual = out.account().unwrap_or_default();
+                if actual != target.id.as_str() {
+                    return Err(AwsError::new(
+                        ErrorKind::Other,
+                        "AccountMismatch",
+                        format!(
+                            "assume_role = false, but the base credentials belong to account {actual}, not {}; use credentials of that account or let iamsweep assume a role",
+                            target.id
+                        ),
+                    ));
+                }
+                self.base.credentials_provider().ok_or_else(|| {
+                    AwsError::new(
+                        ErrorKind::Credentials,
+                        "NoCredentials",
+                        "no base credentials are configured",
+                    )
+                })?
+            }
+        };
+        let conf = aws_sdk_iam::config::Builder::from(&self.base)
+            .region(Region::new(target.partition.iam_region()))
+            .credentials_provider(credentials)
+            // Each account gets its own retry budget: one throttled account must not drain
+            // the retries of all the others.
+            .retry_partition(RetryPartition::new(format!("iamsweep-{}", target.id)))
+            .build();
+        Ok(SdkIam {
+            client: aws_sdk_iam::Client::from_conf(conf),
+        })
+    }
+}
+
+/// Assumed-role credentials: the first set comes from the explicit call in `connect`, later
+/// ones from a fresh `AssumeRole` whenever the SDK's identity cache sees them near expiry.
+#[derive(Debug)]
+struct AssumedRole {
+    sts: aws_sdk_sts::Client,
+    role_arn: String,
+    external_id: Option<String>,
+    session_name: String,
+    first: Mutex<Option<Credentials>>,
+}
+
+impl AssumedRole {
+    async fn assume(&self) -> Result<Credentials, AwsError> {
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(&self.role_arn)
+            .role_session_name(&self.session_name)
+            .set_external_id(self.external_id.clone())
+            .duration_seconds(SESSION_SECONDS)
+            .send()
+            .await
+            .map_err(|e| {
+                let mut err = map_sdk_error(Op::AssumeRole, e);
+                err.message = format!("cannot assume {}: {}", self.role_arn, err.message);
+                err
+            })?;
+        let c = out.credentials().ok_or_else(|| {
+            AwsError::new(
+                ErrorKind::Other,
+                "NoCredentials",
+                format!("AssumeRole of {} returned no credentials", self.role_arn),
+            )
+        })?;
+        let expiry = SystemTime::try_from(*c.expiration()).ok();
+        Ok(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            expiry,
+            "iamsweep-assume-role",
+        ))
+    }
+}
+
+impl ProvideCredentials for AssumedRole {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let cached = self.first.lock().expect("credentials lock").take();
+            if let Some(c) = cached {
+                let fresh = c.expiry().is_none_or(|e| {
+                    e.duration_since(SystemTime::now())
+                        .is_ok_and(|left| left > Duration::from_secs(300))
+                });
+                if fresh {
+                    return Ok(c);
+                }
+            }
+            self.assume()
+                .await
+                .map_err(|e| CredentialsError::provider_error(e))
+        })
+    }
+}
+
+/// IAM inside one account.
+#[derive(Clone, Debug)]
+pub struct SdkIam {
+    client: aws_sdk_iam::Client,
+}
+
+fn attached(list: &[aws_sdk_iam::types::AttachedPolicy]) -> Vec<AttachedPolicy> {
+    list.iter()
+        .filter_map(|p| {
+            let arn = PolicyArn::new(p.policy_arn()?);
+            let name = p
+                .policy_name()
+                .map_or_else(|| arn.policy_name().to_owned(), str::to_owned);
+            Some(AttachedPolicy { arn, name })
+        })
+        .collect()
+}
+
+fn next(truncated: bool, marker: Option<&str>) -> Option<String> {
+    if truncated {
+        marker.map(str::to_owned)
+    } else {
+        None
+    }
+}
+
+impl Iam for SdkIam {
+    async fn authorization_details(
+        &self,
+        marker: Option<String>,
+    ) -> Result<AuthDetailsPage, AwsError> {
+        let out = self
+            .client
+            .get_account_authorization_details()
+            .filter(EntityType::User)
+            .filter(EntityType::Group)
+            .max_items(1000)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::GetAccountAuthorizationDetails, e))?;
+        let users = out
+            .user_detail_list()
+            .iter()
+            .filter_map(|u| {
+                Some(UserDetail {
+                    name: UserName::new(u.user_name()?),
+                    arn: u.arn().unwrap_or_default().to_owned(),
+                    groups: u.group_list().to_vec(),
+                    attached: attached(u.attached_managed_policies()),
+                })
+            })
+            .collect();
+        let groups = out
+            .group_detail_list()
+            .iter()
+            .filter_map(|g| {
+                Some(GroupDetail {
+                    name: g.group_name()?.to_owned(),
+                    attached: attached(g.attached_managed_policies()),
+                })
+            })
+            .collect();
+        Ok(AuthDetailsPage {
+            users,
+            groups,
+            next_marker: next(out.is_truncated(), out.marker()),
+        })
+    }
+
+    async fn list_attached_user_policies(
+        &self,
+        user: &UserName,
+        marker: Option<String>,
+    ) -> Result<Page<PolicyArn>, AwsError> {
+        let out = self
+            .client
+            .list_attached_user_policies()
+            .user_name(user.as_str())
+            .max_items(1000)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::ListAttachedUserPolicies, e))?;
+        Ok(Page {
+            items: attached(out.attached_policies())
+                .into_iter()
+                .map(|p| p.arn)
+                .collect(),
+            next_marker: next(out.is_truncated(), out.marker()),
+        })
+    }
+
+    async fn list_groups_for_user(
+        &self,
+        user: &UserName,
+        marker: Option<String>,
+    ) -> Result<Page<String>, AwsError> {
+        let out = self
+            .client
+            .list_groups_for_user()
+            .user_name(user.as_str())
+            .max_items(1000)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::ListGroupsForUser, e))?;
+        Ok(Page {
+            items: out
+                .groups()
+                .iter()
+                .map(|g| g.group_name().to_owned())
+                .collect(),
+            next_marker: next(out.is_truncated(), out.marker()),
+        })
+    }
+
+    async fn list_attached_group_policies(
+        &self,
+        group: &str,
+        marker: Option<String>,
+    ) -> Result<Page<PolicyArn>, AwsError> {
+        let out = self
+            .client
+            .list_attached_group_policies()
+            .group_name(group)
+            .max_items(1000)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::ListAttachedGroupPolicies, e))?;
+        Ok(Page {
+            items: attached(out.attached_policies())
+                .into_iter()
+                .map(|p| p.arn)
+                .collect(),
+            next_marker: next(out.is_truncated(), out.marker()),
+        })
+    }
+
+    async fn detach_user_policy(
+        &self,
+        user: &UserName,
+        policy: &PolicyArn,
+    ) -> Result<Receipt, AwsError> {
+        let out = self
+            .client
+            .detach_user_policy()
+            .user_name(user.as_str())
+            .policy_arn(policy.as_str())
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::DetachUserPolicy, e))?;
+        Ok(Receipt {
+            request_id: out.request_id().map(str::to_owned),
+        })
+    }
+
+    async fn attach_user_policy(
+        &self,
+        user: &UserName,
+        policy: &PolicyArn,
+    ) -> Result<Receipt, AwsError> {
+        let out = self
+            .client
+            .attach_user_policy()
+            .user_name(user.as_str())
+            .policy_arn(policy.as_str())
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::AttachUserPolicy, e))?;
+        Ok(Receipt {
+            request_id: out.request_id().map(str::to_owned),
+        })
+    }
+}
+
+/// Classifies an AWS error code (or, when the service gave none, the HTTP status).
+pub fn classify(code: &str, status: Option<u16>) -> ErrorKind {
+    match code {
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException"
+        | "SlowDown" => ErrorKind::Throttled,
+        "NoSuchEntity" | "NoSuchEntityException" => ErrorKind::NoSuchEntity,
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "InvalidClientTokenId"
+        | "ExpiredToken"
+        | "SignatureDoesNotMatch" => ErrorKind::AccessDenied,
+        "ServiceFailure" | "ServiceUnavailable" | "InternalFailure" | "RequestTimeout" => {
+            ErrorKind::Transient
+        }
+        "" => match status {
+            Some(429) => ErrorKind::Throttled,
+            Some(401 | 403) => ErrorKind::AccessDenied,
+            Some(404) => ErrorKind::NoSuchEntity,
+            Some(s) if s >= 500 => ErrorKind::Transient,
+            _ => ErrorKind::Other,
+        },
+        _ => ErrorKind::Other,
+    }
+}
+
+fn map_sdk_error<E>(op: Op, err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let request_id = err.request_id().map(str::to_owned);
+    let (kind, code, message) = match &err {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code().unwrap_or_default().to_owned();
+            let kind = classify(&code, Some(status));
+            // moto's auth-mode refusals carry no code, only the status: name them anyway.
+            let code = if code.is_empty() {
+                match kind {
+                    ErrorKind::AccessDenied => "AccessDenied".to_owned(),
+                    ErrorKind::Throttled => "Throttling".to_owned(),
+                    _ => format!("HTTP{status}"),
+                }
+            } else {
+                code
+            };
+            let message = service
+                .err()
+                .message()
+                .map_or_else(|| format!("{op} failed with HTTP {status}"), str::to_owned);
+            (kind, code, message)
+        }
+        SdkError::TimeoutError(_) => (
+            ErrorKind::Transient,
+            "Timeout".to_owned(),
+            format!("{op} timed out: {}", chain(&err)),
+        ),
+        SdkError::DispatchFailure(d) if !d.is_user() => (
+            ErrorKind::Transient,
+            "NetworkError".to_owned(),
+            format!("{op}: {}", chain(&err)),
+        ),
+        SdkError::ResponseError(_) => (
+            ErrorKind::Transient,
+            "ResponseError".to_owned(),
+            format!("{op}: {}", chain(&err)),
+        ),
+        _ => {
+            let text = chain(&err);
+            if text.contains("credentials") || text.contains("Credentials") {
+                (
+                    ErrorKind::Credentials,
+                    "NoCredentials".to_owned(),
+                    format!(
+                        "{op}: no usable base credentials ({text}); set AWS_PROFILE, run `aws sso login`, or pass --profile"
+                    ),
+                )
+            } else {
+                (
+                    ErrorKind::Other,
+                    "ClientError".to_owned(),
+                    format!("{op}: {text}"),
+                )
+            }
+        }
+    };
+    AwsError {
+        kind,
+        code,
+        message,
+        request_id,
+    }
+}
+
+/// An error and its sources as one line ("dispatch failure: io error: connection refused"),
+/// without the Debug dump the SDK's own display adds.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_endpoints_only_on_loopback() {
+        assert!(check_endpoint("http://127.0.0.1:5000").is_ok());
+        assert!(check_endpoint("http://127.3.4.5:5000").is_ok());
+        assert!(check_endpoint("http://localhost:5000").is_ok());
+        assert!(check_endpoint("http://[::1]:5000").is_ok());
+        assert!(check_endpoint("https://iam.example.test").is_ok());
+        let e = check_endpoint("http://10.0.0.5:5000")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("refusing plaintext endpoint `http://10.0.0.5:5000`"),
+            "{e}"
+        );
+        assert!(check_endpoint("http://localhost.evil.test").is_err());
+        assert!(check_endpoint("ftp://127.0.0.1").is_err());
+        assert!(check_endpoint("not a url").is_err());
+    }
+
+    #[test]
+    fn codes_and_statuses_classify() {
+        assert_eq!(classify("Throttling", Some(400)), ErrorKind::Throttled);
+        assert_eq!(classify("NoSuchEntity", Some(404)), ErrorKind::NoSuchEntity);
+        assert_eq!(classify("AccessDenied", Some(403)), ErrorKind::AccessDenied);
+        assert_eq!(classify("", Some(403)), ErrorKind::AccessDenied);
+        assert_eq!(classify("", Some(503)), ErrorKind::Transient);
+        assert_eq!(classify("LimitExceeded", Some(409)), ErrorKind::Other);
+    }
+}

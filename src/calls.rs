@@ -1,0 +1,290 @@
+//! Every AWS call the core makes goes through here: paced per account, counted per operation,
+//! and retried with backoff when throttled. Reads also retry transient failures; writes do not
+//! (their outcome is unknown, and the caller reconciles it from a live read).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::aws::{AuthDetailsPage, AwsError, Connector, ErrorKind, Iam, Op, Page, Receipt};
+use crate::config::{Access, AccountTarget};
+use crate::model::{PolicyArn, UserName};
+
+/// Requests made for one operation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OpCount {
+    /// Every request sent, retries included.
+    pub calls: u64,
+    /// Requests refused for rate.
+    pub throttled: u64,
+    /// Requests that failed for another reason.
+    pub errors: u64,
+}
+
+/// Per-operation counts for one account.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallCounts(BTreeMap<Op, OpCount>);
+
+impl CallCounts {
+    pub fn iter(&self) -> impl Iterator<Item = (Op, OpCount)> + '_ {
+        self.0.iter().map(|(op, c)| (*op, *c))
+    }
+
+    pub fn get(&self, op: Op) -> OpCount {
+        self.0.get(&op).copied().unwrap_or_default()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.values().map(|c| c.calls).sum()
+    }
+}
+
+/// Backoff for throttled (and, for reads, transient) failures.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RetryPolicy {
+    /// Attempts for a throttled call.
+    pub max_attempts: u32,
+    /// Attempts for a read that failed on the network or with a 5xx (the SDK has already
+    /// retried it a few times inside).
+    pub max_transient_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            max_transient_attempts: 2,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full-jitter exponential backoff before attempt `attempt + 1`.
+    fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_delay);
+        exp.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+/// Spaces one account's calls at most `rate` per second, so bursts do not trip IAM's limits.
+#[derive(Debug)]
+struct Pacer {
+    interval: Option<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(rate: Option<f64>) -> Self {
+        Self {
+            interval: rate
+                .filter(|r| *r > 0.0)
+                .map(|r| Duration::from_secs_f64(1.0 / r)),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let slot = {
+            let mut next = self.next.lock().expect("pacer lock");
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// Limits for one account's calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct CallPolicy {
+    pub retry: RetryPolicy,
+    /// Calls per second per account; `None`: no pacing.
+    pub rate: Option<f64>,
+}
+
+/// One account's metering: shared by its connect and its client.
+#[derive(Debug)]
+pub struct Meter {
+    counts: Mutex<CallCounts>,
+    policy: CallPolicy,
+    pacer: Pacer,
+}
+
+impl Meter {
+    pub fn new(policy: CallPolicy) -> Arc<Self> {
+        Arc::new(Self {
+            counts: Mutex::new(CallCounts::default()),
+            policy,
+            pacer: Pacer::new(policy.rate),
+        })
+    }
+
+    pub fn counts(&self) -> CallCounts {
+        self.counts.lock().expect("counts lock").clone()
+    }
+
+    fn bump(&self, op: Op, f: impl FnOnce(&mut OpCount)) {
+        f(self
+            .counts
+            .lock()
+            .expect("counts lock")
+            .0
+            .entry(op)
+            .or_default());
+    }
+
+    /// Runs one logical call: paced, counted, retried as the policy allows.
+    pub async fn call<T, Fut>(&self, op: Op, mut f: impl FnMut() -> Fut) -> Result<T, AwsError>
+    where
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            self.pacer.wait().await;
+            self.bump(op, |c| c.calls += 1);
+            let err = match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            attempt += 1;
+            let retry = self.policy.retry;
+            let retryable = match err.kind {
+                ErrorKind::Throttled => attempt < retry.max_attempts,
+                ErrorKind::Transient => !op.is_write() && attempt < retry.max_transient_attempts,
+                _ => false,
+            };
+            if err.kind == ErrorKind::Throttled {
+                self.bump(op, |c| c.throttled += 1);
+            } else {
+                self.bump(op, |c| c.errors += 1);
+            }
+            if !retryable {
+                return Err(err);
+            }
+            tokio::time::sleep(retry.delay(attempt - 1)).await;
+        }
+    }
+
+    /// Opens the account's client through `connector`, counted as the call it makes.
+    pub async fn connect<C: Connector>(
+        self: &Arc<Self>,
+        connector: &C,
+        target: &AccountTarget,
+    ) -> Result<Metered<C::Client>, AwsError> {
+        let op = match target.access {
+            Access::AssumeRole { .. } => Op::AssumeRole,
+            Access::BaseCredentials => Op::GetCallerIdentity,
+        };
+        let client = self.call(op, || connector.connect(target)).await?;
+        Ok(Metered {
+            inner: client,
+            meter: self.clone(),
+        })
+    }
+}
+
+/// An account's IAM client behind its meter, with paging done here.
+pub struct Metered<I> {
+    inner: I,
+    meter: Arc<Meter>,
+}
+
+impl<I: Iam> Metered<I> {
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.meter
+    }
+
+    pub async fn authorization_details(
+        &self,
+        marker: Option<String>,
+    ) -> Result<AuthDetailsPage, AwsError> {
+        self.meter
+            .call(Op::GetAccountAuthorizationDetails, || {
+                self.inner.authorization_details(marker.clone())
+            })
+            .await
+    }
+
+    async fn all_pages<T, Fut>(
+        &self,
+        op: Op,
+        mut f: impl FnMut(Option<String>) -> Fut,
+    ) -> Result<Vec<T>, AwsError>
+    where
+        Fut: Future<Output = Result<Page<T>, AwsError>>,
+    {
+        let mut items = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self.meter.call(op, || f(marker.clone())).await?;
+            items.extend(page.items);
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    pub async fn attached_user_policies(
+        &self,
+        user: &UserName,
+    ) -> Result<Vec<PolicyArn>, AwsError> {
+        self.all_pages(Op::ListAttachedUserPolicies, |m| {
+            self.inner.list_attached_user_policies(user, m)
+        })
+        .await
+    }
+
+    pub async fn groups_for_user(&self, user: &UserName) -> Result<Vec<String>, AwsError> {
+        self.all_pages(Op::ListGroupsForUser, |m| {
+            self.inner.list_groups_for_user(user, m)
+        })
+        .await
+    }
+
+    pub async fn attached_group_policies(&self, group: &str) -> Result<Vec<PolicyArn>, AwsError> {
+        self.all_pages(Op::ListAttachedGroupPolicies, |m| {
+            self.inner.list_attached_group_policies(group, m)
+        })
+        .await
+    }
+
+    pub async fn detach_user_policy(
+        &self,
+        user: &UserName,
+        policy: &PolicyArn,
+    ) -> Result<Receipt, AwsError> {
+        self.meter
+            .call(Op::DetachUserPolicy, || {
+                self.inner.detach_user_policy(user, policy)
+            })
+            .await
+    }
+
+    pub async fn attach_user_policy(
+        &self,
+        user: &UserName,
+        policy: &PolicyArn,
+    ) -> Result<Receipt, AwsError> {
+        self.meter
+            .call(Op::AttachUserPolicy, || {
+                self.inner.attach_user_policy(user, policy)
+            })
+            .await
+    }
+}

@@ -1,0 +1,107 @@
+//! The command line (a contract: tests outside this repo drive it). clap types only; `app.rs`
+//! turns them into work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iamsweep",
+    version,
+    about = "Detach IAM managed policies that users hold both directly and through a group, across many AWS accounts, without a user losing a permission for a second",
+    after_help = "Exit codes: 0 all done; 1 done, but some accounts or actions failed; 2 bad usage, configuration or database (nothing was changed)."
+)]
+pub struct Cli {
+    /// The SQLite audit database (created with mode 0600).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "iamsweep.db"
+    )]
+    pub db: PathBuf,
+
+    /// The accounts file.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "accounts.toml"
+    )]
+    pub accounts: PathBuf,
+
+    /// Send AWS requests here (an emulator, a VPC endpoint). http:// only on loopback.
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// The AWS profile for the base credentials (default: the standard chain).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Accounts worked on at once.
+    #[arg(long, global = true, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+
+    /// At most this many AWS calls per second per account (0: no pacing beyond retries).
+    #[arg(long, global = true, value_name = "N", default_value_t = 0.0)]
+    pub max_rate: f64,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read every account and record findings; changes nothing.
+    Scan,
+    /// Detach redundant direct attachments, each verified live first.
+    Apply(ApplyArgs),
+    /// The findings of a run (default: the latest) and what was done with them.
+    Report {
+        /// Run id (default: the latest run).
+        id: Option<i64>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Every run, with status, times and counts.
+    Runs {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Apply the findings of this scan run (each still verified live) instead of scanning now.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<i64>,
+
+    /// Make the changes without asking.
+    #[arg(long)]
+    pub yes: bool,
+
+    /// Stop an account before it would make more than N detaches.
+    #[arg(long, value_name = "N")]
+    pub max_detaches_per_account: Option<u64>,
+
+    /// Users verified and detached at once within one account.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub write_concurrency: u16,
+
+    /// Never touch users matching this glob (repeatable; adds to accounts.toml).
+    #[arg(long = "exclude-user", value_name = "GLOB")]
+    pub exclude_users: Vec<String>,
+
+    /// Never detach policies whose ARN matches this glob (repeatable).
+    #[arg(long = "exclude-policy", value_name = "GLOB")]
+    pub exclude_policies: Vec<String>,
+
+    /// Detach only policies whose ARN matches one of these globs (repeatable).
+    #[arg(long = "only-policy", value_name = "GLOB")]
+    pub only_policies: Vec<String>,
+}

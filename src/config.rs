@@ -1,0 +1,539 @@
+//! accounts.toml: parsed with unknown keys refused, validated into [`AccountTarget`]s, every error
+//! naming the file, line and key. No AWS and no database here.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::filters::{Filters, Patterns};
+use crate::model::{AccountId, Partition};
+
+pub const DEFAULT_ROLE_NAME: &str = "IamSweepRole";
+pub const DEFAULT_SESSION_NAME: &str = "iamsweep";
+
+/// One account to work on, fully resolved (defaults applied, role ARN built).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccountTarget {
+    pub id: AccountId,
+    pub name: Option<String>,
+    pub partition: Partition,
+    pub access: Access,
+    pub filters: Filters,
+}
+
+/// How iamsweep gets credentials for an account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Access {
+    /// `sts:AssumeRole` from the base credentials.
+    AssumeRole {
+        role_arn: String,
+        external_id: Option<String>,
+        session_name: String,
+    },
+    /// The base credentials themselves (`assume_role = false`); checked to belong to the account.
+    BaseCredentials,
+}
+
+impl AccountTarget {
+    /// `111111111111 (prod)` or `111111111111`.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{} ({n})", self.id),
+            None => self.id.to_string(),
+        }
+    }
+
+    pub fn role_arn(&self) -> Option<&str> {
+        match &self.access {
+            Access::AssumeRole { role_arn, .. } => Some(role_arn),
+            Access::BaseCredentials => None,
+        }
+    }
+
+    pub fn session_name(&self) -> Option<&str> {
+        match &self.access {
+            Access::AssumeRole { session_name, .. } => Some(session_name),
+            Access::BaseCredentials => None,
+        }
+    }
+}
+
+/// The parsed accounts file: its text (kept with each run) and the resolved accounts.
+#[derive(Clone, Debug)]
+pub struct AccountsFile {
+    pub path: String,
+    pub text: String,
+    pub accounts: Vec<AccountTarget>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "cannot read accounts file {path}: {source} (pass --accounts PATH, or create it from the documented example accounts.toml)"
+    )]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        message: String,
+    },
+}
+
+// Raw shapes: every key optional where the contract says so, unknown keys refused. `flatten`
+// does not combine with `deny_unknown_fields`, so the shared keys are listed twice.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    defaults: Option<RawDefaults>,
+    #[serde(default)]
+    account: Vec<Spanned<RawAccount>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    role_name: Option<Spanned<String>>,
+    external_id: Option<Spanned<String>>,
+    session_name: Option<Spanned<String>>,
+    partition: Option<Spanned<String>>,
+    assume_role: Option<Spanned<bool>>,
+    exclude_users: Option<Spanned<Vec<String>>>,
+    exclude_policies: Option<Spanned<Vec<String>>>,
+    only_policies: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    id: Spanned<String>,
+    name: Option<Spanned<String>>,
+    role_arn: Option<Spanned<String>>,
+    role_name: Option<Spanned<String>>,
+    external_id: Option<Spanned<String>>,
+    session_name: Option<Spanned<String>>,
+    partition: Option<Spanned<String>>,
+    assume_role: Option<Spanned<bool>>,
+    exclude_users: Option<Spanned<Vec<String>>>,
+    exclude_policies: Option<Spanned<Vec<String>>>,
+    only_policies: Option<Spanned<Vec<String>>>,
+}
+
+/// Reads and validates an accounts file.
+pub fn load(path: &Path) -> Result<AccountsFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&path.display().to_string(), &text)
+}
+
+/// Validates accounts.toml text; `path` is only used in messages.
+pub fn parse(path: &str, text: &str) -> Result<AccountsFile, ConfigError> {
+    let err = |span: Option<Range<usize>>, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: span.map_or(1, |s| line_of(text, s.start)),
+        message,
+    };
+    let raw: RawFile = toml::from_str(text).map_err(|e| err(e.span(), e.message().to_owned()))?;
+    let defaults = raw.defaults.unwrap_or_default();
+    if raw.account.is_empty() {
+        return Err(err(
+            None,
+            "no accounts: add at least one [[account]] table with an `id`".into(),
+        ));
+    }
+
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut accounts = Vec::with_capacity(raw.account.len());
+    for entry in raw.account {
+        let a = entry.into_inner();
+        let id_span = a.id.span();
+        let id = AccountId::parse(a.id.get_ref())
+            .map_err(|m| err(Some(id_span.clone()), format!("key `id`: {m}")))?;
+        let line = line_of(text, id_span.start);
+        if let Some(first) = seen.insert(id.to_string(), line) {
+            return Err(err(
+                Some(id_span),
+                format!("key `id`: duplicate account id {id} (first listed at line {first})"),
+            ));
+        }
+
+        let pick = |own: &Option<Spanned<String>>, def: &Option<Spanned<String>>| {
+            own.as_ref().or(def.as_ref()).cloned()
+        };
+        let partition = match pick(&a.partition, &defaults.partition) {
+            Some(p) => Partition::parse(p.get_ref())
+                .map_err(|m| err(Some(p.span()), format!("key `partition`: {m}")))?,
+            None => Partition::Aws,
+        };
+        let assume_role = a
+            .assume_role
+            .as_ref()
+            .or(defaults.assume_role.as_ref())
+            .is_none_or(|b| *b.get_ref());
+
+        let access = if assume_role {
+            let session = pick(&a.session_name, &defaults.session_name);
+            let session_name = match session {
+                Some(s) => {
+                    check_session_name(s.get_ref())
+                        .map_err(|m| err(Some(s.span()), format!("key `session_name`: {m}")))?;
+                    s.into_inner()
+                }
+                None => DEFAULT_SESSION_NAME.to_owned(),
+            };
+            let external_id = match pick(&a.external_id, &defaults.external_id) {
+                Some(x) => {
+                    check_external_id(x.get_ref())
+                        .map_err(|m| err(Some(x.span()), format!("key `external_id`: {m}")))?;
+                    Some(x.into_inner())
+                }
+                None => None,
+            };
+            let role_arn = match (&a.role_arn, pick(&a.role_name, &defaults.role_name)) {
+                (Some(arn), _) => {
+                    let (arn_partition, arn_account) = check_role_arn(arn.get_ref())
+                        .map_err(|m| err(Some(arn.span()), format!("key `role_arn`: {m}")))?;
+                    if arn_account != id.as_str() {
+                        return Err(err(
+                            Some(arn.span()),
+                            format!(
+                                "key `role_arn`: the role is in account {arn_account}, not in account {id}"
+                            ),
+                        ));
+                    }
+                    if arn_partition != partition {
+                        return Err(err(
+                            Some(arn.span()),
+                            format!(
+                                "key `role_arn`: the role is in partition {arn_partition}, but the account's partition is {partition}"
+                            ),
+                        ));
+                    }
+                    arn.get_ref().clone()
+                }
+                (None, name) => {
+                    let name = match name {
+                        Some(n) => {
+                            check_role_name(n.get_ref()).map_err(|m| {
+                                err(Some(n.span()), format!("key `role_name`: {m}"))
+                            })?;
+                            n.into_inner()
+                        }
+                        None => DEFAULT_ROLE_NAME.to_owned(),
+                    };
+                    format!("arn:{partition}:iam::{id}:role/{name}")
+                }
+            };
+            Access::AssumeRole {
+                role_arn,
+                external_id,
+                session_name,
+            }
+        } else {
+            for (key, present) in [
+                ("role_arn", a.role_arn.as_ref().map(|s| s.span())),
+                ("role_name", a.role_name.as_ref().map(|s| s.span())),
+                ("external_id", a.external_id.as_ref().map(|s| s.span())),
+            ] {
+                if let Some(span) = present {
+                    return Err(err(
+                        Some(span),
+                        format!(
+                            "key `{key}`: not used with `assume_role = false` (the base credentials are used as they are); remove one of the two"
+                        ),
+                    ));
+                }
+            }
+            Access::BaseCredentials
+        };
+
+        let list = |own: Option<Spanned<Vec<String>>>,
+                    def: &Option<Spanned<Vec<String>>>,
+                    key: &str|
+         -> Result<Patterns, ConfigError> {
+            match own.or_else(|| def.clone()) {
+                Some(v) => {
+                    let span = v.span();
+                    Patterns::new(v.into_inner())
+                        .map_err(|m| err(Some(span), format!("key `{key}`: {m}")))
+                }
+                None => Ok(Patterns::default()),
+            }
+        };
+        let filters = Filters {
+            exclude_users: list(a.exclude_users, &defaults.exclude_users, "exclude_users")?,
+            exclude_policies: list(
+                a.exclude_policies,
+                &defaults.exclude_policies,
+                "exclude_policies",
+            )?,
+            only_policies: list(a.only_policies, &defaults.only_policies, "only_policies")?,
+        };
+        let name = a.name.map(Spanned::into_inner).filter(|n| !n.is_empty());
+        accounts.push(AccountTarget {
+            id,
+            name,
+            partition,
+            access,
+            filters,
+        });
+    }
+    Ok(AccountsFile {
+        path: path.to_owned(),
+        text: text.to_owned(),
+        accounts,
+    })
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn iam_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`; returns the partition and account.
+fn check_role_arn(arn: &str) -> Result<(Partition, String), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "`{arn}` is not a role ARN ({why}); expected arn:aws:iam::111111111111:role/NAME"
+        ))
+    };
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" {
+        return bad("it needs six `:`-separated fields starting with `arn`");
+    }
+    let Ok(partition) = Partition::parse(parts[1]) else {
+        return bad("unknown partition");
+    };
+    if parts[2] != "iam" || !parts[3].is_empty() {
+        return bad("the service must be `iam` with an empty region");
+    }
+    if AccountId::parse(parts[4]).is_err() {
+        return bad("the account is not 12 digits");
+    }
+    let Some(resource) = parts[5].strip_prefix("role/") else {
+        return bad("the resource must start with `role/`");
+    };
+    if let Err(m) = check_role_name(resource) {
+        return bad(&m);
+    }
+    Ok((partition, parts[4].to_owned()))
+}
+
+/// A role name, optionally with a path (`team/IamSweepRole`).
+fn check_role_name(name: &str) -> Result<(), String> {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.is_empty() || last.len() > 64 {
+        return Err(format!("`{name}`: a role name has 1 to 64 characters"));
+    }
+    if name.starts_with('/') || !name.chars().all(|c| iam_name_char(c) || c == '/') {
+        return Err(format!(
+            "`{name}`: a role name uses letters, digits and +=,.@_- (and / for a path)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_session_name(s: &str) -> Result<(), String> {
+    if !(2..=64).contains(&s.len()) || !s.chars().all(iam_name_char) {
+        return Err(format!(
+            "`{s}` is not a valid session name (2 to 64 letters, digits or +=,.@_-)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_external_id(s: &str) -> Result<(), String> {
+    if !(2..=1224).contains(&s.len())
+        || !s.chars().all(|c| iam_name_char(c) || c == ':' || c == '/')
+    {
+        return Err("not a valid external id (2 to 1224 letters, digits or +=,.@:/_-)".to_owned());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Vec<AccountTarget> {
+        parse("accounts.toml", text).unwrap().accounts
+    }
+
+    fn parse_err(text: &str) -> String {
+        parse("accounts.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_apply_and_accounts_override() {
+        let accounts = parse_ok(
+            r#"
+[defaults]
+role_name = "Sweeper"
+external_id = "ext-123"
+exclude_users = ["break-glass-*"]
+
+[[account]]
+id = "111111111111"
+name = "prod"
+
+[[account]]
+id = "222222222222"
+role_arn = "arn:aws:iam::222222222222:role/ops/Custom"
+session_name = "audit"
+exclude_users = []
+
+[[account]]
+id = "333333333333"
+assume_role = false
+"#,
+        );
+        assert_eq!(accounts.len(), 3);
+        assert_eq!(accounts[0].label(), "111111111111 (prod)");
+        assert_eq!(
+            accounts[0].access,
+            Access::AssumeRole {
+                role_arn: "arn:aws:iam::111111111111:role/Sweeper".into(),
+                external_id: Some("ext-123".into()),
+                session_name: "iamsweep".into(),
+            }
+        );
+        assert!(accounts[0].filters.user_excluded("break-glass-7"));
+        assert_eq!(
+            accounts[1].role_arn(),
+            Some("arn:aws:iam::222222222222:role/ops/Custom")
+        );
+        assert_eq!(accounts[1].session_name(), Some("audit"));
+        assert!(!accounts[1].filters.user_excluded("break-glass-7"));
+        assert_eq!(accounts[2].access, Access::BaseCredentials);
+    }
+
+    #[test]
+    fn partition_builds_the_role_arn() {
+        let a = parse_ok("[[account]]\nid = \"111111111111\"\npartition = \"aws-cn\"\n");
+        assert_eq!(
+            a[0].role_arn(),
+            Some("arn:aws-cn:iam::111111111111:role/IamSweepRole")
+        );
+        assert_eq!(a[0].partition.iam_region(), "cn-north-1");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = parse_err("[[account]]\nid = \"111111111111\"\nrole = \"x\"\n");
+        assert!(e.starts_with("accounts.toml:3: "), "{e}");
+        assert!(e.contains("`role`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_in_defaults() {
+        let e = parse_err("[defaults]\nrolename = \"x\"\n[[account]]\nid = \"111111111111\"\n");
+        assert!(e.starts_with("accounts.toml:2: "), "{e}");
+        assert!(e.contains("`rolename`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_top_level_table() {
+        let e = parse_err("[[accounts]]\nid = \"111111111111\"\n");
+        assert!(e.starts_with("accounts.toml:1: "), "{e}");
+        assert!(e.contains("`accounts`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_ids_name_both_lines() {
+        let e =
+            parse_err("[[account]]\nid = \"111111111111\"\n\n[[account]]\nid = \"111111111111\"\n");
+        assert_eq!(
+            e,
+            "accounts.toml:5: key `id`: duplicate account id 111111111111 (first listed at line 2)"
+        );
+    }
+
+    #[test]
+    fn short_and_numeric_ids_are_refused() {
+        let e = parse_err("[[account]]\nid = \"12345\"\n");
+        assert_eq!(
+            e,
+            "accounts.toml:2: key `id`: `12345` is not a 12-digit AWS account id"
+        );
+        let e = parse_err("[[account]]\nname = \"x\"\nid = 111111111111\n");
+        assert!(e.starts_with("accounts.toml:3: "), "{e}");
+        assert!(e.contains("string"), "{e}");
+    }
+
+    #[test]
+    fn malformed_role_arns_are_refused() {
+        for (arn, why) in [
+            ("arn:aws:iam::111111111111:user/x", "`role/`"),
+            ("arn:aws:s3::111111111111:role/x", "`iam`"),
+            ("arn:aws:iam::1111:role/x", "12 digits"),
+            ("arn:aws:iam::111111111111:role/", "1 to 64"),
+            ("arn:aws:iam::111111111111:role/a b", "letters"),
+            ("arn:aws-xx:iam::111111111111:role/x", "partition"),
+            ("role/x", "six"),
+        ] {
+            let e = parse_err(&format!(
+                "[[account]]\nid = \"111111111111\"\nrole_arn = \"{arn}\"\n"
+            ));
+            assert!(e.starts_with("accounts.toml:3: key `role_arn`: "), "{e}");
+            assert!(e.contains(why), "{arn}: {e}");
+        }
+    }
+
+    #[test]
+    fn role_arn_of_another_account_is_refused() {
+        let e = parse_err(
+            "[[account]]\nid = \"111111111111\"\nrole_arn = \"arn:aws:iam::222222222222:role/x\"\n",
+        );
+        assert!(
+            e.contains("account 222222222222, not in account 111111111111"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn assume_role_false_with_a_role_is_contradictory() {
+        let e = parse_err(
+            "[[account]]\nid = \"111111111111\"\nassume_role = false\nrole_name = \"x\"\n",
+        );
+        assert!(e.starts_with("accounts.toml:4: key `role_name`"), "{e}");
+    }
+
+    #[test]
+    fn bad_glob_and_session_name_are_named() {
+        let e = parse_err("[[account]]\nid = \"111111111111\"\nexclude_users = [\"a[\"]\n");
+        assert!(e.starts_with("accounts.toml:3: key `exclude_users`"), "{e}");
+        let e = parse_err(
+            "[defaults]\nsession_name = \"has space\"\n[[account]]\nid = \"111111111111\"\n",
+        );
+        assert!(e.starts_with("accounts.toml:2: key `session_name`"), "{e}");
+    }
+
+    #[test]
+    fn no_accounts_is_an_error() {
+        let e = parse_err("[defaults]\nrole_name = \"x\"\n");
+        assert!(e.contains("no accounts"), "{e}");
+    }
+
+    #[test]
+    fn toml_syntax_errors_carry_the_line() {
+        let e = parse_err("[[account]]\nid = \"111111111111\n");
+        assert!(e.starts_with("accounts.toml:2: "), "{e}");
+    }
+}

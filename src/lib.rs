@@ -1,0 +1,19 @@
+//! iamsweep: finds IAM managed policies attached to users both directly and through a group,
+//! across many AWS accounts, and detaches the direct attachment only while a group still grants
+//! it — verified live, journaled in SQLite, resumable and reversible.
+
+pub mod app;
+pub mod apply;
+pub mod aws;
+pub mod calls;
+pub mod cli;
+pub mod config;
+pub mod events;
+pub mod filters;
+pub mod findings;
+pub mod model;
+pub mod progress;
+pub mod report;
+pub mod run;
+pub mod scan;
+pub mod store;

@@ -1,0 +1,313 @@
+//! Pure rendering of what the store holds: tables for people, JSON and CSV for tools, and the
+//! end-of-run summary. No I/O: every function returns a String.
+
+use std::fmt::Write;
+
+use crate::store::{AccountRow, FindingRow, RunRow};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// A plain text table: columns padded to their widest cell, numbers right-aligned.
+pub fn table(headers: &[&str], rows: &[Vec<String>], numeric: &[bool]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if i > 0 {
+                l.push_str("  ");
+            }
+            if numeric.get(i).copied().unwrap_or(false) {
+                l.push_str(&" ".repeat(pad));
+                l.push_str(cell);
+            } else {
+                l.push_str(cell);
+                if i + 1 < cells.len() {
+                    l.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// RFC 4180 CSV.
+pub fn csv(headers: &[&str], rows: &[Vec<String>]) -> String {
+    fn field(s: &str) -> String {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    }
+    let mut out = String::new();
+    let join = |cells: Vec<String>| cells.join(",") + "\n";
+    out.push_str(&join(headers.iter().map(|h| field(h)).collect()));
+    for row in rows {
+        out.push_str(&join(row.iter().map(|c| field(c)).collect()));
+    }
+    out
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".to_owned(), T::to_string)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).expect("rows serialize") + "\n"
+}
+
+/// `runs`: every run.
+pub fn runs(rows: &[RunRow], format: Format) -> String {
+    const HEADERS: [&str; 9] = [
+        "ID",
+        "KIND",
+        "STATUS",
+        "STARTED",
+        "FINISHED",
+        "ACCTS",
+        "REDUNDANT",
+        "CHANGED",
+        "FAILED",
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.kind.clone(),
+                r.status.clone(),
+                short_time(&r.started_at),
+                r.finished_at.as_deref().map_or("-".into(), short_time),
+                r.accounts.to_string(),
+                r.redundant.to_string(),
+                r.changed.to_string(),
+                (r.accounts_failed + r.actions_failed).to_string(),
+            ]
+        })
+        .collect();
+    match format {
+        Format::Json => json(&rows),
+        Format::Csv => csv(&HEADERS, &cells),
+        Format::Table if rows.is_empty() => "no runs yet: start with `iamsweep scan`\n".into(),
+        Format::Table => table(
+            &HEADERS,
+            &cells,
+            &[true, false, false, false, false, true, true, true, true],
+        ),
+    }
+}
+
+/// `2026-11-27T22:16:06.123Z` as `11-27 22:16:06`: enough to tell runs apart in 80 columns.
+fn short_time(t: &str) -> String {
+    match (t.get(5..10), t.get(11..19)) {
+        (Some(d), Some(h)) => format!("{d} {h}"),
+        _ => t.to_owned(),
+    }
+}
+
+/// `report`: a run's findings with their actions.
+pub fn findings(rows: &[FindingRow], format: Format) -> String {
+    const HEADERS: [&str; 6] = ["ACCOUNT", "USER", "POLICY", "KIND", "GROUPS", "ACTION"];
+    let action = |r: &FindingRow| match &r.action {
+        None => "-".to_owned(),
+        Some(a) => match &a.reason {
+            Some(reason) if a.status != "detached" => format!("{} ({reason})", a.status),
+            _ => a.status.clone(),
+        },
+    };
+    match format {
+        Format::Json => json(&rows),
+        Format::Csv => {
+            let headers = [
+                "account_id",
+                "account_name",
+                "user_name",
+                "user_arn",
+                "policy_arn",
+                "policy_name",
+                "kind",
+                "covering_groups",
+                "action_status",
+                "action_reason",
+                "request_id",
+            ];
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let a = r.action.as_ref();
+                    vec![
+                        r.account_id.clone(),
+                        r.account_name.clone().unwrap_or_default(),
+                        r.user_name.clone(),
+                        r.user_arn.clone(),
+                        r.policy_arn.clone(),
+                        r.policy_name.clone(),
+                        r.kind.clone(),
+                        r.covering_groups.join(";"),
+                        a.map(|a| a.status.clone()).unwrap_or_default(),
+                        a.and_then(|a| a.reason.clone()).unwrap_or_default(),
+                        a.and_then(|a| a.request_id.clone()).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            csv(&headers, &cells)
+        }
+        Format::Table if rows.is_empty() => "no direct policy attachments found\n".into(),
+        Format::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.account_id.clone(),
+                        r.user_name.clone(),
+                        r.policy_name.clone(),
+                        match r.kind.as_str() {
+                            "redundant_direct" => "redundant".to_owned(),
+                            "direct_only" => "direct-only".to_owned(),
+                            k => k.to_owned(),
+                        },
+                        if r.covering_groups.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            r.covering_groups.join(",")
+                        },
+                        action(r),
+                    ]
+                })
+                .collect();
+            table(&HEADERS, &cells, &[])
+        }
+    }
+}
+
+/// The end-of-run summary: one line per account, then the errors in full.
+pub fn summary(run: &RunRow, accounts: &[AccountRow]) -> String {
+    let mut out = String::new();
+    let applied = run.kind != "scan";
+    let mut headers = vec![
+        "ACCOUNT",
+        "STATUS",
+        "USERS",
+        "GROUPS",
+        "REDUNDANT",
+        "DIRECT-ONLY",
+    ];
+    if applied {
+        headers.extend(["DETACHED", "SKIPPED", "FAILED", "REVERTED"]);
+    }
+    headers.push("CALLS");
+    let cells: Vec<Vec<String>> = accounts
+        .iter()
+        .map(|a| {
+            let mut row = vec![
+                match &a.account_name {
+                    Some(n) => format!("{} {n}", a.account_id),
+                    None => a.account_id.clone(),
+                },
+                a.status.clone(),
+                opt(&a.users_seen),
+                opt(&a.groups_seen),
+                opt(&a.redundant),
+                opt(&a.direct_only),
+            ];
+            if applied {
+                row.extend([
+                    a.changed.to_string(),
+                    a.skipped.to_string(),
+                    a.failed.to_string(),
+                    a.reverted.to_string(),
+                ]);
+            }
+            row.push(a.api_calls.to_string());
+            row
+        })
+        .collect();
+    let mut numeric = vec![false, false, true, true, true, true];
+    if applied {
+        numeric.extend([true; 4]);
+    }
+    numeric.push(true);
+    out.push_str(&table(&headers, &cells, &numeric));
+    let errors: Vec<&AccountRow> = accounts.iter().filter(|a| a.error_code.is_some()).collect();
+    if !errors.is_empty() {
+        out.push_str("\nerrors:\n");
+        for a in errors {
+            let _ = writeln!(
+                out,
+                "  {}: {}: {}",
+                a.account_id,
+                opt(&a.error_code),
+                opt(&a.error_message)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nrun {} ({}) {}: {} accounts, {} failed, {} redundant, {} direct-only{}",
+        run.id,
+        run.kind,
+        run.status,
+        run.accounts,
+        run.accounts_failed,
+        run.redundant,
+        run.direct_only,
+        if applied {
+            format!(", {} detached", run.changed)
+        } else {
+            String::new()
+        }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_only_when_needed() {
+        let s = csv(
+            &["a", "b"],
+            &[
+                vec!["x,y".into(), "say \"hi\"".into()],
+                vec!["plain".into(), "".into()],
+            ],
+        );
+        assert_eq!(s, "a,b\n\"x,y\",\"say \"\"hi\"\"\"\nplain,\n");
+    }
+
+    #[test]
+    fn table_pads_and_right_aligns_numbers() {
+        let s = table(
+            &["NAME", "N"],
+            &[
+                vec!["alice".into(), "3".into()],
+                vec!["b".into(), "120".into()],
+            ],
+            &[false, true],
+        );
+        insta::assert_snapshot!(s, @r"
+        NAME     N
+        alice    3
+        b      120
+        ");
+    }
+}

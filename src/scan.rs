@@ -1,0 +1,33 @@
+//! Reads one account's users and groups with `GetAccountAuthorizationDetails`, following the
+//! marker, and classifies its direct attachments. No SQL, no printing; the snapshot is dropped
+//! as soon as the findings are made.
+
+use crate::aws::{AwsError, Iam};
+use crate::calls::Metered;
+use crate::config::AccountTarget;
+use crate::findings::{self, AccountFindings};
+
+/// Pages through the account (~1000 entities a call) and returns its findings. `on_page` hears
+/// (pages read, entities so far) after each page.
+pub async fn read_account<I: Iam>(
+    iam: &Metered<I>,
+    target: &AccountTarget,
+    mut on_page: impl FnMut(u32, u64),
+) -> Result<AccountFindings, AwsError> {
+    let mut users = Vec::new();
+    let mut groups = Vec::new();
+    let mut marker = None;
+    let mut pages = 0;
+    loop {
+        let page = iam.authorization_details(marker.take()).await?;
+        pages += 1;
+        users.extend(page.users);
+        groups.extend(page.groups);
+        on_page(pages, (users.len() + groups.len()) as u64);
+        match page.next_marker {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    Ok(findings::classify(&users, &groups, &target.filters))
+}

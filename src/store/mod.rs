@@ -1,0 +1,640 @@
+//! The audit database: opening, migrating and every SQL statement of iamsweep. One [`Store`]
+//! owns the connection; async code reaches it through [`actor::StoreHandle`].
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+
+pub mod actor;
+mod rows;
+
+pub use rows::*;
+
+use crate::aws::AwsError;
+use crate::calls::CallCounts;
+use crate::config::{AccountTarget, AccountsFile};
+use crate::findings::{AccountFindings, Finding, FindingKind};
+use crate::model::{AccountId, PolicyArn, UserName};
+
+/// `PRAGMA application_id` of an iamsweep database ("iams").
+const APPLICATION_ID: i32 = 0x6961_6d73;
+
+/// Every migration, embedded at build time, in order. Never edit a shipped one.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {message}")]
+    Open { path: String, message: String },
+    #[error(
+        "database {path} was written by a newer iamsweep (schema version {found}; this one knows up to {known}); upgrade iamsweep or use another --db"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "{path} is not an iamsweep database (it holds other tables); pass --db with a new or an iamsweep file"
+    )]
+    Foreign { path: String },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// The current time as stored: UTC RFC 3339 with milliseconds.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating with mode 0600 if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let shown = path.display().to_string();
+        let open_err = |message: String| StoreError::Open {
+            path: shown.clone(),
+            message,
+        };
+        if !path.exists() {
+            create_private(path).map_err(|e| open_err(e.to_string()))?;
+        }
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_err(describe(&e)))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let app_id: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| open_err(describe(&e)))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if app_id != APPLICATION_ID {
+            let tables: i64 =
+                conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+            if app_id != 0 || version != 0 || tables != 0 {
+                return Err(StoreError::Foreign { path: shown });
+            }
+        }
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: shown,
+                found: version,
+                known,
+            });
+        }
+        // WAL lets report/runs/history read while a run writes. FULL sync: the journal's intent
+        // row must survive a power loss, not only a crash, before the AWS call is made.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| open_err(describe(&e)))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        if version < known {
+            let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
+            migrations.to_latest(&mut conn).map_err(|e| match e {
+                rusqlite_migration::Error::RusqliteError { err, .. } => open_err(describe(&err)),
+                other => StoreError::Migration(other),
+            })?;
+            conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+        }
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    // --- runs ----------------------------------------------------------------------------
+
+    /// Starts a run: the run row and one `pending` row per account, in one transaction.
+    pub fn create_run(
+        &mut self,
+        kind: RunKind,
+        source_run_id: Option<i64>,
+        file: &AccountsFile,
+        targets: &[AccountTarget],
+        options_json: &str,
+    ) -> Result<i64, StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO runs (kind, status, source_run_id, started_at, iamsweep_version,
+                               accounts_path, accounts_toml, options_json)
+             VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                kind.as_str(),
+                source_run_id,
+                now(),
+                env!("CARGO_PKG_VERSION"),
+                file.path,
+                file.text,
+                options_json
+            ],
+        )?;
+        let run_id = tx.last_insert_rowid();
+        {
+            let mut stmt = tx.prepare(
+                "INSERT INTO run_accounts (run_id, account_id, account_name, position, target_json,
+                                           role_arn, session_name, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+            )?;
+            for (i, t) in targets.iter().enumerate() {
+                let json = serde_json::to_string(t).expect("targets serialize");
+                stmt.execute(params![
+                    run_id,
+                    t.id.as_str(),
+                    t.name,
+                    i as i64,
+                    json,
+                    t.role_arn(),
+                    t.session_name()
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(run_id)
+    }
+
+    pub fn finish_run(&mut self, run_id: i64, status: RunStatus) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
+            params![run_id, status.as_str(), now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_account_started(
+        &mut self,
+        run_id: i64,
+        account: &AccountId,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE run_accounts SET started_at = coalesce(started_at, ?3)
+             WHERE run_id = ?1 AND account_id = ?2",
+            params![run_id, account.as_str(), now()],
+        )?;
+        Ok(())
+    }
+
+    /// Records one account's scan: its findings, counts and API calls, in one transaction.
+    /// `status` is `scanned` when an apply follows in the same run, else `completed`.
+    pub fn record_scan(
+        &mut self,
+        run_id: i64,
+        account: &AccountId,
+        scan: &AccountFindings,
+        calls: &CallCounts,
+        status: AccountStatus,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO findings (run_id, account_id, user_name, user_arn, policy_arn,
+                                       policy_name, kind, covering_groups)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for f in &scan.findings {
+                stmt.execute(params![
+                    run_id,
+                    account.as_str(),
+                    f.user_name.as_str(),
+                    f.user_arn,
+                    f.policy_arn.as_str(),
+                    f.policy_name,
+                    f.kind.as_str(),
+                    serde_json::to_string(&f.covering_groups).expect("names serialize"),
+                ])?;
+            }
+        }
+        tx.execute(
+            "UPDATE run_accounts SET status = ?3, users_seen = ?4, groups_seen = ?5,
+                    users_excluded = ?6, redundant_count = ?7, direct_only_count = ?8,
+                    error_code = NULL, error_message = NULL,
+                    finished_at = CASE WHEN ?3 = 'completed' THEN ?9 ELSE finished_at END
+             WHERE run_id = ?1 AND account_id = ?2",
+            params![
+                run_id,
+                account.as_str(),
+                status.as_str(),
+                scan.users_seen,
+                scan.groups_seen,
+                scan.users_excluded,
+                scan.count(FindingKind::RedundantDirect),
+                scan.count(FindingKind::DirectOnly),
+                now()
+            ],
+        )?;
+        write_calls(&tx, run_id, account, calls)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Ends an account's part of a run (after apply, or on failure or a stop).
+    pub fn finish_account(
+        &mut self,
+        run_id: i64,
+        account: &AccountId,
+        status: AccountStatus,
+        error: Option<&AwsError>,
+        calls: &CallCounts,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE run_accounts SET status = ?3, error_code = ?4, error_message = ?5,
+                    finished_at = ?6
+             WHERE run_id = ?1 AND account_id = ?2",
+            params![
+                run_id,
+                account.as_str(),
+                status.as_str(),
+                error.map(|e| e.code.as_str()),
+                error.map(|e| e.message.as_str()),
+                now()
+            ],
+        )?;
+        write_calls(&tx, run_id, account, calls)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks an account stopped with a reason that is not an AWS error (e.g. the circuit
+    /// breaker), keeping its calls.
+    pub fn stop_account(
+        &mut self,
+        run_id: i64,
+        account: &AccountId,
+        code: &str,
+        message: &str,
+        calls: &CallCounts,
+    ) -> Result<(), StoreError> {
+        let e = AwsError::new(crate::aws::ErrorKind::Other, code, message);
+        self.finish_account(run_id, account, AccountStatus::Stopped, Some(&e), calls)
+    }
+
+    // --- the journal ---------------------------------------------------------------------
+
+    /// The redundant findings of `run_id` in `account`, with their ids.
+    pub fn redundant_findings(
+        &self,
+        run_id: i64,
+        account: &AccountId,
+    ) -> Result<Vec<(i64, Finding)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, user_name, user_arn, policy_arn, policy_name, kind, covering_groups
+             FROM findings WHERE run_id = ?1 AND account_id = ?2 AND kind = 'redundant_direct'
+             ORDER BY user_name, policy_arn",
+        )?;
+        let rows = stmt.query_map(params![run_id, account.as_str()], |r| {
+            let groups: String = r.get(6)?;
+            let kind: String = r.get(5)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                Finding {
+                    user_name: UserName::new(r.get::<_, String>(1)?),
+                    user_arn: r.get(2)?,
+                    policy_arn: PolicyArn::new(r.get::<_, String>(3)?),
+                    policy_name: r.get(4)?,
+                    kind: FindingKind::parse(&kind).unwrap_or(FindingKind::RedundantDirect),
+                    covering_groups: serde_json::from_str(&groups).unwrap_or_default(),
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Writes and commits an action's intent; returns its id. Called before the AWS call.
+    pub fn journal_intent(&mut self, intent: &Intent) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO actions (run_id, finding_id, account_id, user_name, policy_arn, operation,
+                                  status, covering_group, intent_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
+            params![
+                intent.run_id,
+                intent.finding_id,
+                intent.account.as_str(),
+                intent.user.as_str(),
+                intent.policy.as_str(),
+                intent.operation.as_str(),
+                intent.covering_group,
+                now()
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Completes a journaled action with its outcome.
+    pub fn journal_outcome(&mut self, action_id: i64, outcome: &Outcome) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE actions SET status = ?2, reason = ?3, request_id = ?4, error_code = ?5,
+                    error_message = ?6, revert_request_id = ?7, finished_at = ?8
+             WHERE id = ?1",
+            params![
+                action_id,
+                outcome.status.as_str(),
+                outcome.reason,
+                outcome.request_id,
+                outcome.error.as_ref().map(|e| e.code.as_str()),
+                outcome.error.as_ref().map(|e| e.message.as_str()),
+                outcome.revert_request_id,
+                now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records an action that needed no AWS call (skipped, already detached) in one write.
+    pub fn journal_settled(
+        &mut self,
+        intent: &Intent,
+        outcome: &Outcome,
+    ) -> Result<i64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let id = {
+            tx.execute(
+                "INSERT INTO actions (run_id, finding_id, account_id, user_name, policy_arn,
+                                      operation, status, reason, covering_group, intent_at,
+                                      finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                params![
+                    intent.run_id,
+                    intent.finding_id,
+                    intent.account.as_str(),
+                    intent.user.as_str(),
+                    intent.policy.as_str(),
+                    intent.operation.as_str(),
+                    outcome.status.as_str(),
+                    outcome.reason,
+                    intent.covering_group,
+                    now()
+                ],
+            )?;
+            tx.last_insert_rowid()
+        };
+        tx.commit()?;
+        Ok(id)
+    }
+
+    // --- reading -------------------------------------------------------------------------
+    /// The accounts of `run_id` whose scan was recorded, with the targets they used.
+    pub fn scanned_targets(&self, run_id: i64) -> Result<Vec<AccountTarget>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT target_json FROM run_accounts
+             WHERE run_id = ?1 AND users_seen IS NOT NULL ORDER BY position",
+        )?;
+        let rows = stmt.query_map(params![run_id], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for json in rows {
+            let json = json?;
+            out.push(serde_json::from_str(&json).map_err(|e| {
+                StoreError::NotFound(format!(
+                    "run {run_id} holds an unreadable account target: {e}"
+                ))
+            })?);
+        }
+        Ok(out)
+    }
+
+    pub fn run(&self, run_id: i64) -> Result<RunRow, StoreError> {
+        self.runs_where("WHERE r.id = ?1", params![run_id])?
+            .pop()
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("no run {run_id} in {}", self.path.display()))
+            })
+    }
+
+    pub fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
+        self.runs_where("", params![])
+    }
+
+    fn runs_where(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let sql = format!(
+            "SELECT r.id, r.kind, r.status, r.source_run_id, r.started_at, r.finished_at,
+                    (SELECT count(*) FROM run_accounts a WHERE a.run_id = r.id),
+                    (SELECT count(*) FROM run_accounts a WHERE a.run_id = r.id AND a.status IN ('failed', 'stopped')),
+                    (SELECT coalesce(sum(redundant_count), 0) FROM run_accounts a WHERE a.run_id = r.id),
+                    (SELECT coalesce(sum(direct_only_count), 0) FROM run_accounts a WHERE a.run_id = r.id),
+                    (SELECT count(*) FROM actions x WHERE x.run_id = r.id AND x.status IN ('detached', 'attached')),
+                    (SELECT count(*) FROM actions x WHERE x.run_id = r.id AND x.status = 'failed'),
+                    (SELECT coalesce(sum(api_calls), 0) FROM run_accounts a WHERE a.run_id = r.id)
+             FROM runs r {filter} ORDER BY r.id"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(args, |r| {
+            Ok(RunRow {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                status: r.get(2)?,
+                source_run_id: r.get(3)?,
+                started_at: r.get(4)?,
+                finished_at: r.get(5)?,
+                accounts: r.get(6)?,
+                accounts_failed: r.get(7)?,
+                redundant: r.get(8)?,
+                direct_only: r.get(9)?,
+                changed: r.get(10)?,
+                actions_failed: r.get(11)?,
+                api_calls: r.get(12)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest run, optionally of one kind.
+    pub fn latest_run(&self, kind: Option<RunKind>) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT max(id) FROM runs WHERE ?1 IS NULL OR kind = ?1",
+                params![kind.map(RunKind::as_str)],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    pub fn run_accounts(&self, run_id: i64) -> Result<Vec<AccountRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.account_id, a.account_name, a.status, a.error_code, a.error_message,
+                    a.users_seen, a.groups_seen, a.users_excluded, a.redundant_count,
+                    a.direct_only_count, a.api_calls, a.role_arn, a.started_at, a.finished_at,
+                    (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status IN ('detached', 'attached')),
+                    (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status IN ('skipped', 'already_detached', 'already_attached')),
+                    (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status = 'failed'),
+                    (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status = 'reverted')
+             FROM run_accounts a WHERE a.run_id = ?1 ORDER BY a.position",
+        )?;
+        let rows = stmt.query_map(params![run_id], |r| {
+            Ok(AccountRow {
+                account_id: r.get(0)?,
+                account_name: r.get(1)?,
+                status: r.get(2)?,
+                error_code: r.get(3)?,
+                error_message: r.get(4)?,
+                users_seen: r.get(5)?,
+                groups_seen: r.get(6)?,
+                users_excluded: r.get(7)?,
+                redundant: r.get(8)?,
+                direct_only: r.get(9)?,
+                api_calls: r.get(10)?,
+                role_arn: r.get(11)?,
+                started_at: r.get(12)?,
+                finished_at: r.get(13)?,
+                changed: r.get(14)?,
+                skipped: r.get(15)?,
+                failed: r.get(16)?,
+                reverted: r.get(17)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// API calls per account and operation for a run.
+    pub fn api_calls(&self, run_id: i64) -> Result<Vec<ApiCallRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT account_id, operation, calls, throttled, errors FROM api_calls
+             WHERE run_id = ?1 ORDER BY account_id, operation",
+        )?;
+        let rows = stmt.query_map(params![run_id], |r| {
+            Ok(ApiCallRow {
+                account_id: r.get(0)?,
+                operation: r.get(1)?,
+                calls: r.get(2)?,
+                throttled: r.get(3)?,
+                errors: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The findings a run reported (its own, or for `apply --run`, the scan's), each with the
+    /// latest action taken on it: by this run if it is an apply, by any run for a scan.
+    pub fn report(&self, run_id: i64) -> Result<Vec<FindingRow>, StoreError> {
+        let run = self.run(run_id)?;
+        let findings_run = match (run.kind.as_str(), run.source_run_id) {
+            ("apply", Some(src)) => src,
+            _ => run_id,
+        };
+        let action_run: Option<i64> = (run.kind != "scan").then_some(run_id);
+        let mut stmt = self.conn.prepare(
+            "SELECT f.id, f.account_id, a.account_name, f.user_name, f.user_arn, f.policy_arn,
+                    f.policy_name, f.kind, f.covering_groups,
+                    x.id, x.run_id, x.status, x.reason, x.covering_group, x.request_id,
+                    x.error_code, x.error_message, x.finished_at
+             FROM findings f
+             JOIN run_accounts a ON a.run_id = f.run_id AND a.account_id = f.account_id
+             LEFT JOIN actions x ON x.id = (
+                 SELECT max(y.id) FROM actions y
+                 WHERE y.finding_id = f.id AND (?2 IS NULL OR y.run_id = ?2))
+             WHERE f.run_id = ?1
+             ORDER BY a.position, f.user_name, f.policy_arn",
+        )?;
+        let rows = stmt.query_map(params![findings_run, action_run], |r| {
+            let groups: String = r.get(8)?;
+            let action_id: Option<i64> = r.get(9)?;
+            let action = match action_id {
+                Some(id) => Some(ActionSummary {
+                    id,
+                    run_id: r.get(10)?,
+                    status: r.get(11)?,
+                    reason: r.get(12)?,
+                    covering_group: r.get(13)?,
+                    request_id: r.get(14)?,
+                    error_code: r.get(15)?,
+                    error_message: r.get(16)?,
+                    finished_at: r.get(17)?,
+                }),
+                None => None,
+            };
+            Ok(FindingRow {
+                finding_id: r.get(0)?,
+                account_id: r.get(1)?,
+                account_name: r.get(2)?,
+                user_name: r.get(3)?,
+                user_arn: r.get(4)?,
+                policy_arn: r.get(5)?,
+                policy_name: r.get(6)?,
+                kind: r.get(7)?,
+                covering_groups: serde_json::from_str(&groups).unwrap_or_default(),
+                action,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn write_calls(
+    tx: &rusqlite::Transaction<'_>,
+    run_id: i64,
+    account: &AccountId,
+    calls: &CallCounts,
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO api_calls (run_id, account_id, operation, calls, throttled, errors)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (run_id, account_id, operation) DO UPDATE SET
+             calls = excluded.calls, throttled = excluded.throttled, errors = excluded.errors",
+    )?;
+    for (op, c) in calls.iter() {
+        stmt.execute(params![
+            run_id,
+            account.as_str(),
+            op.as_str(),
+            c.calls,
+            c.throttled,
+            c.errors
+        ])?;
+    }
+    tx.execute(
+        "UPDATE run_accounts SET api_calls =
+             (SELECT coalesce(sum(calls), 0) FROM api_calls WHERE run_id = ?1 AND account_id = ?2)
+         WHERE run_id = ?1 AND account_id = ?2",
+        params![run_id, account.as_str()],
+    )?;
+    Ok(())
+}
+
+/// Creates the database file readable by its owner only, before SQLite opens it (SQLite gives
+/// its -wal and -shm files the same mode).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
+/// SQLite's error, with what the user can do about the common ones.
+fn describe(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => {
+            "the file is not an SQLite database; pass --db with a new or an iamsweep file".into()
+        }
+        Some(ErrorCode::ReadOnly)
+        | Some(ErrorCode::CannotOpen)
+        | Some(ErrorCode::PermissionDenied) => {
+            format!("{e} (check that the file and its folder are writable)")
+        }
+        Some(ErrorCode::DiskFull) => format!("{e} (the disk is full)"),
+        _ => e.to_string(),
+    }
+}

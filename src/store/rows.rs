@@ -1,0 +1,172 @@
+//! The values the store reads and writes: status vocabularies (spelled as in the database) and
+//! the rows that `runs`, `report` and the summaries show.
+
+use serde::Serialize;
+
+use crate::aws::AwsError;
+use crate::model::{AccountId, PolicyArn, UserName};
+
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+        pub enum $name { $($variant),* }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),* }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary!(RunKind { Scan = "scan", Apply = "apply", Rollback = "rollback" });
+vocabulary!(RunStatus {
+    Running = "running",
+    Completed = "completed",
+    CompletedWithErrors = "completed_with_errors",
+    Failed = "failed",
+    Interrupted = "interrupted",
+});
+vocabulary!(AccountStatus {
+    Pending = "pending",
+    Scanned = "scanned",
+    Completed = "completed",
+    Failed = "failed",
+    Stopped = "stopped",
+});
+vocabulary!(ActionStatus {
+    Pending = "pending",
+    Detached = "detached",
+    AlreadyDetached = "already_detached",
+    Skipped = "skipped",
+    Failed = "failed",
+    Reverted = "reverted",
+    Attached = "attached",
+    AlreadyAttached = "already_attached",
+});
+vocabulary!(Operation { Detach = "detach", Attach = "attach" });
+
+/// What a journal row says will be done, written before the AWS call.
+#[derive(Clone, Debug)]
+pub struct Intent {
+    pub run_id: i64,
+    pub finding_id: Option<i64>,
+    pub account: AccountId,
+    pub user: UserName,
+    pub policy: PolicyArn,
+    pub operation: Operation,
+    pub covering_group: Option<String>,
+}
+
+/// How a journaled action ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub status: ActionStatus,
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+    pub error: Option<AwsError>,
+    pub revert_request_id: Option<String>,
+}
+
+impl Outcome {
+    pub fn new(status: ActionStatus) -> Self {
+        Self {
+            status,
+            reason: None,
+            request_id: None,
+            error: None,
+            revert_request_id: None,
+        }
+    }
+
+    pub fn because(status: ActionStatus, reason: &str) -> Self {
+        Self {
+            reason: Some(reason.to_owned()),
+            ..Self::new(status)
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RunRow {
+    pub id: i64,
+    pub kind: String,
+    pub status: String,
+    pub source_run_id: Option<i64>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub accounts: u64,
+    pub accounts_failed: u64,
+    pub redundant: u64,
+    pub direct_only: u64,
+    /// Detaches (or, for a rollback, attaches) made.
+    pub changed: u64,
+    pub actions_failed: u64,
+    pub api_calls: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AccountRow {
+    pub account_id: String,
+    pub account_name: Option<String>,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub users_seen: Option<u64>,
+    pub groups_seen: Option<u64>,
+    pub users_excluded: Option<u64>,
+    pub redundant: Option<u64>,
+    pub direct_only: Option<u64>,
+    pub api_calls: u64,
+    pub role_arn: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub changed: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub reverted: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ApiCallRow {
+    pub account_id: String,
+    pub operation: String,
+    pub calls: u64,
+    pub throttled: u64,
+    pub errors: u64,
+}
+
+/// One finding as `report` shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FindingRow {
+    pub finding_id: i64,
+    pub account_id: String,
+    pub account_name: Option<String>,
+    pub user_name: String,
+    pub user_arn: String,
+    pub policy_arn: String,
+    pub policy_name: String,
+    pub kind: String,
+    pub covering_groups: Vec<String>,
+    pub action: Option<ActionSummary>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ActionSummary {
+    pub id: i64,
+    pub run_id: i64,
+    pub status: String,
+    pub reason: Option<String>,
+    pub covering_group: Option<String>,
+    pub request_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub finished_at: Option<String>,
+}

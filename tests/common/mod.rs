@@ -1,0 +1,372 @@
+//! Shared by the end-to-end tests: the moto server started by scripts/test.sh, accounts seeded
+//! through the real SDK, and the real binary run against them.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aws_credential_types::Credentials;
+use aws_sdk_iam::config::{BehaviorVersion, Region};
+
+pub const READ_ONLY: &str = "arn:aws:iam::aws:policy/ReadOnlyAccess";
+pub const VIEW_ONLY: &str = "arn:aws:iam::aws:policy/job-function/ViewOnlyAccess";
+
+/// The moto server's URL. These tests are `#[ignore]`d in plain `cargo test`; scripts/test.sh
+/// starts moto and runs them with `--include-ignored`. Missing moto is a failure, not a skip.
+pub fn moto_url() -> String {
+    std::env::var("IAMSWEEP_MOTO_URL").unwrap_or_else(|_| {
+        panic!("IAMSWEEP_MOTO_URL is not set: run these tests through scripts/test.sh, which starts moto")
+    })
+}
+
+fn static_credentials() -> Credentials {
+    Credentials::new("testing", "testing", None, None, "tests")
+}
+
+/// An IAM client acting inside `account` (moto scopes state by the assumed role's account).
+pub async fn iam_for(account: &str) -> aws_sdk_iam::Client {
+    let url = moto_url();
+    let sts_conf = aws_sdk_sts::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&url)
+        .credentials_provider(static_credentials())
+        .build();
+    let sts = aws_sdk_sts::Client::from_conf(sts_conf);
+    let out = sts
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
+        .role_session_name("seed")
+        .send()
+        .await
+        .expect("assume role in moto");
+    let c = out.credentials().expect("credentials");
+    let creds = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "seed",
+    );
+    let conf = aws_sdk_iam::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&url)
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_iam::Client::from_conf(conf)
+}
+
+/// Seeds one moto account through the SDK.
+pub struct Seeder {
+    pub account: String,
+    pub iam: aws_sdk_iam::Client,
+}
+
+impl Seeder {
+    pub async fn new(account: &str) -> Self {
+        Self {
+            account: account.to_owned(),
+            iam: iam_for(account).await,
+        }
+    }
+
+    /// A customer-managed policy; returns its ARN.
+    pub async fn policy(&self, name: &str, path: &str) -> String {
+        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListAllMyBuckets","Resource":"*"}]}"#;
+        self.iam
+            .create_policy()
+            .policy_name(name)
+            .path(path)
+            .policy_document(doc)
+            .send()
+            .await
+            .expect("create policy")
+            .policy()
+            .and_then(|p| p.arn())
+            .expect("policy arn")
+            .to_owned()
+    }
+
+    pub async fn group(&self, name: &str, policies: &[&str]) {
+        self.iam
+            .create_group()
+            .group_name(name)
+            .send()
+            .await
+            .expect("create group");
+        for p in policies {
+            self.iam
+                .attach_group_policy()
+                .group_name(name)
+                .policy_arn(*p)
+                .send()
+                .await
+                .expect("attach group policy");
+        }
+    }
+
+    pub async fn user(&self, name: &str, groups: &[&str], policies: &[&str]) {
+        self.iam
+            .create_user()
+            .user_name(name)
+            .send()
+            .await
+            .expect("create user");
+        for g in groups {
+            self.iam
+                .add_user_to_group()
+                .group_name(*g)
+                .user_name(name)
+                .send()
+                .await
+                .expect("add user to group");
+        }
+        for p in policies {
+            self.iam
+                .attach_user_policy()
+                .user_name(name)
+                .policy_arn(*p)
+                .send()
+                .await
+                .expect("attach user policy");
+        }
+    }
+
+    /// The user's direct attachments, read back from moto.
+    pub async fn user_policies(&self, user: &str) -> BTreeSet<String> {
+        self.iam
+            .list_attached_user_policies()
+            .user_name(user)
+            .send()
+            .await
+            .expect("list attached user policies")
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_owned))
+            .collect()
+    }
+
+    pub async fn group_policies(&self, group: &str) -> BTreeSet<String> {
+        self.iam
+            .list_attached_group_policies()
+            .group_name(group)
+            .send()
+            .await
+            .expect("list attached group policies")
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_owned))
+            .collect()
+    }
+
+    pub async fn user_groups(&self, user: &str) -> BTreeSet<String> {
+        self.iam
+            .list_groups_for_user()
+            .user_name(user)
+            .send()
+            .await
+            .expect("list groups for user")
+            .groups()
+            .iter()
+            .map(|g| g.group_name().to_owned())
+            .collect()
+    }
+
+    pub async fn detach_group_policy(&self, group: &str, policy: &str) {
+        self.iam
+            .detach_group_policy()
+            .group_name(group)
+            .policy_arn(policy)
+            .send()
+            .await
+            .expect("detach group policy");
+    }
+
+    pub async fn remove_user_from_group(&self, group: &str, user: &str) {
+        self.iam
+            .remove_user_from_group()
+            .group_name(group)
+            .user_name(user)
+            .send()
+            .await
+            .expect("remove user from group");
+    }
+}
+
+/// A scratch folder with a database path and an accounts file.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new(accounts_toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("accounts.toml"), accounts_toml).expect("write accounts");
+        Self { dir }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("audit.db")
+    }
+
+    pub fn accounts(&self) -> PathBuf {
+        self.dir.path().join("accounts.toml")
+    }
+
+    /// Runs the real binary against moto with emulator credentials.
+    pub fn iamsweep(&self, args: &[&str]) -> Output {
+        run_iamsweep(&self.db(), &self.accounts(), args)
+    }
+
+    pub fn sql<T: rusqlite::types::FromSql>(&self, query: &str) -> T {
+        let conn = rusqlite::Connection::open(self.db()).expect("open db");
+        conn.query_row(query, [], |r| r.get(0)).expect(query)
+    }
+}
+
+pub fn run_iamsweep(db: &Path, accounts: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iamsweep"));
+    cmd.arg("--db")
+        .arg(db)
+        .arg("--accounts")
+        .arg(accounts)
+        .args(args)
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    if let Ok(url) = std::env::var("IAMSWEEP_MOTO_URL") {
+        cmd.env("AWS_ENDPOINT_URL", url);
+    }
+    cmd.output().expect("run iamsweep")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing the output when it differs.
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit code\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// Runs a future on a fresh runtime (the tests are plain `#[test]`s that also run the binary).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+// --- the in-memory fake ---------------------------------------------------------------------
+
+use std::sync::Arc;
+
+use iamsweep::aws::fake::FakeOrg;
+use iamsweep::calls::{CallPolicy, RetryPolicy};
+use iamsweep::config::AccountsFile;
+use iamsweep::events::Recorder;
+use iamsweep::run::{Engine, RunOptions};
+use iamsweep::store::Store;
+use iamsweep::store::actor::StoreHandle;
+
+/// An engine over a fake organization and a real SQLite file in a temp folder.
+pub struct FakeRig {
+    pub org: FakeOrg,
+    pub engine: Engine<FakeOrg>,
+    pub recorder: Arc<Recorder>,
+    pub file: AccountsFile,
+    pub dir: tempfile::TempDir,
+}
+
+impl FakeRig {
+    pub fn new(accounts_toml: &str) -> Self {
+        Self::with_options(accounts_toml, RunOptions::default())
+    }
+
+    pub fn with_options(accounts_toml: &str, mut options: RunOptions) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = StoreHandle::spawn(Store::open(&dir.path().join("audit.db")).expect("open"));
+        let org = FakeOrg::new();
+        let recorder = Arc::new(Recorder::default());
+        // Fast backoff: the tests check behaviour, not timing.
+        options.calls = CallPolicy {
+            retry: RetryPolicy {
+                base_delay: std::time::Duration::from_millis(1),
+                max_delay: std::time::Duration::from_millis(5),
+                ..RetryPolicy::default()
+            },
+            ..options.calls
+        };
+        let engine = Engine {
+            connector: org.clone(),
+            store,
+            reporter: recorder.clone(),
+            options,
+        };
+        let file = iamsweep::config::parse("accounts.toml", accounts_toml).expect("accounts");
+        Self {
+            org,
+            engine,
+            recorder,
+            file,
+            dir,
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("audit.db")
+    }
+
+    /// A query's single value, read through a second connection as a user would.
+    pub fn sql<T: rusqlite::types::FromSql>(&self, query: &str) -> T {
+        let conn = rusqlite::Connection::open(self.db()).expect("open db");
+        conn.query_row(query, [], |r| r.get(0)).expect(query)
+    }
+
+    /// Rows of a query as strings joined by `|`.
+    pub fn rows(&self, query: &str) -> Vec<String> {
+        let conn = rusqlite::Connection::open(self.db()).expect("open db");
+        let mut stmt = conn.prepare(query).expect(query);
+        let n = stmt.column_count();
+        stmt.query_map([], |r| {
+            Ok((0..n)
+                .map(|i| match r.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Null => "NULL".to_owned(),
+                    rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                    rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    rusqlite::types::ValueRef::Blob(_) => "<blob>".to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("|"))
+        })
+        .expect(query)
+        .map(Result::unwrap)
+        .collect()
+    }
+}
+
+/// accounts.toml text for these ids.
+pub fn accounts_toml(ids: &[&str]) -> String {
+    ids.iter()
+        .map(|id| format!("[[account]]\nid = \"{id}\"\n"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
