@@ -236,7 +236,7 @@ impl ProvideCredentials for AssumedRole {
             }
             self.assume()
                 .await
-                .map_err(|e| CredentialsError::provider_error(e))
+                .map_err(CredentialsError::provider_error)
         })
     }
 }

@@ -310,7 +310,7 @@ impl FakeRig {
             retry: RetryPolicy {
                 base_delay: std::time::Duration::from_millis(1),
                 max_delay: std::time::Duration::from_millis(5),
-                ..RetryPolicy::default()
+                ..options.calls.retry
             },
             ..options.calls
         };
