@@ -133,10 +133,10 @@ async fn print_summary(
     out: &mut impl Write,
 ) -> Result<(), StoreError> {
     let id = result.run_id;
-    let (run, accounts) = store
-        .call(move |s| Ok((s.run(id)?, s.run_accounts(id)?)))
+    let (run, accounts, reasons) = store
+        .call(move |s| Ok((s.run(id)?, s.run_accounts(id)?, s.outcome_reasons(id)?)))
         .await?;
-    let _ = out.write_all(report::summary(&run, &accounts).as_bytes());
+    let _ = out.write_all(report::summary(&run, &accounts, &reasons).as_bytes());
     Ok(())
 }
 

@@ -198,54 +198,61 @@ pub fn findings(rows: &[FindingRow], format: Format) -> String {
     }
 }
 
-/// The end-of-run summary: one line per account, then the errors in full.
-pub fn summary(run: &RunRow, accounts: &[AccountRow]) -> String {
+/// The end-of-run summary: one line per account (fits 80 columns), then skip reasons and the
+/// errors in full.
+pub fn summary(run: &RunRow, accounts: &[AccountRow], reasons: &[(String, u64)]) -> String {
     let mut out = String::new();
     let applied = run.kind != "scan";
-    let mut headers = vec![
-        "ACCOUNT",
-        "STATUS",
-        "USERS",
-        "GROUPS",
-        "REDUNDANT",
-        "DIRECT-ONLY",
-    ];
-    if applied {
-        headers.extend(["DETACHED", "SKIPPED", "FAILED", "REVERTED"]);
-    }
-    headers.push("CALLS");
-    let cells: Vec<Vec<String>> = accounts
-        .iter()
-        .map(|a| {
-            let mut row = vec![
-                match &a.account_name {
-                    Some(n) => format!("{} {n}", a.account_id),
-                    None => a.account_id.clone(),
-                },
-                a.status.clone(),
-                opt(&a.users_seen),
-                opt(&a.groups_seen),
-                opt(&a.redundant),
-                opt(&a.direct_only),
-            ];
-            if applied {
-                row.extend([
-                    a.changed.to_string(),
-                    a.skipped.to_string(),
-                    a.failed.to_string(),
-                    a.reverted.to_string(),
-                ]);
-            }
-            row.push(a.api_calls.to_string());
-            row
-        })
-        .collect();
-    let mut numeric = vec![false, false, true, true, true, true];
-    if applied {
-        numeric.extend([true; 4]);
-    }
-    numeric.push(true);
+    let label = |a: &AccountRow| match &a.account_name {
+        Some(n) => format!("{} {n}", a.account_id),
+        None => a.account_id.clone(),
+    };
+    let (headers, cells): (Vec<&str>, Vec<Vec<String>>) = if applied {
+        (
+            vec!["ACCOUNT", "STATUS", "REDUND", "DETACH", "SKIP", "FAIL", "REVERT", "CALLS"],
+            accounts
+                .iter()
+                .map(|a| {
+                    vec![
+                        label(a),
+                        a.status.clone(),
+                        opt(&a.redundant),
+                        a.changed.to_string(),
+                        a.skipped.to_string(),
+                        a.failed.to_string(),
+                        a.reverted.to_string(),
+                        a.api_calls.to_string(),
+                    ]
+                })
+                .collect(),
+        )
+    } else {
+        (
+            vec!["ACCOUNT", "STATUS", "USERS", "GROUPS", "REDUNDANT", "DIRECT-ONLY", "CALLS"],
+            accounts
+                .iter()
+                .map(|a| {
+                    vec![
+                        label(a),
+                        a.status.clone(),
+                        opt(&a.users_seen),
+                        opt(&a.groups_seen),
+                        opt(&a.redundant),
+                        opt(&a.direct_only),
+                        a.api_calls.to_string(),
+                    ]
+                })
+                .collect(),
+        )
+    };
+    let mut numeric = vec![true; headers.len()];
+    numeric[0] = false;
+    numeric[1] = false;
     out.push_str(&table(&headers, &cells, &numeric));
+    if !reasons.is_empty() {
+        let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        let _ = writeln!(out, "\nnot detached: {}", list.join(", "));
+    }
     let errors: Vec<&AccountRow> = accounts.iter().filter(|a| a.error_code.is_some()).collect();
     if !errors.is_empty() {
         out.push_str("\nerrors:\n");

@@ -505,6 +505,19 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Why actions of a run did not detach: (`status` or `status: reason`, count), most first.
+    pub fn outcome_reasons(&self, run_id: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT CASE WHEN reason IS NULL OR reason = status THEN status
+                         ELSE status || ': ' || reason END AS what, count(*) AS n
+             FROM actions
+             WHERE run_id = ?1 AND status NOT IN ('detached', 'attached')
+             GROUP BY what ORDER BY n DESC, what",
+        )?;
+        let rows = stmt.query_map(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// API calls per account and operation for a run.
     pub fn api_calls(&self, run_id: i64) -> Result<Vec<ApiCallRow>, StoreError> {
         let mut stmt = self.conn.prepare(
@@ -636,5 +649,73 @@ fn describe(e: &rusqlite::Error) -> String {
         }
         Some(ErrorCode::DiskFull) => format!("{e} (the disk is full)"),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        Store::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_iamsweep_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("newer iamsweep (schema version 99; this one knows up to 1)"), "{err}");
+    }
+
+    #[test]
+    fn another_programs_database_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE notes (x TEXT)").unwrap();
+        drop(conn);
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("is not an iamsweep database"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 1, "nothing was added to it");
+    }
+
+    #[test]
+    fn a_file_that_is_not_sqlite_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "this is not a database, just some text that is long enough").unwrap();
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("not an SQLite database"), "{err}");
+    }
+
+    #[test]
+    fn reopening_keeps_the_schema_and_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let file = crate::config::parse("accounts.toml", "[[account]]\nid = \"111111111111\"\n")
+            .unwrap();
+        let mut s = Store::open(&path).unwrap();
+        let id = s
+            .create_run(RunKind::Scan, None, &file, &file.accounts, "{}")
+            .unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.run(id).unwrap().status, "running");
+        assert_eq!(s.run_accounts(id).unwrap()[0].status, "pending");
     }
 }
