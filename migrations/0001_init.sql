@@ -82,9 +82,11 @@ CREATE TABLE actions (
     user_name         TEXT NOT NULL,
     policy_arn        TEXT NOT NULL,
     operation         TEXT NOT NULL CHECK (operation IN ('detach', 'attach')),
+    -- pending: intent committed, outcome not yet known (the process may have died here);
+    -- interrupted: a resume found the call never took effect, and retried the finding.
     status            TEXT NOT NULL CHECK (status IN
                           ('pending', 'detached', 'already_detached', 'skipped', 'failed',
-                           'reverted', 'attached', 'already_attached')),
+                           'reverted', 'attached', 'already_attached', 'interrupted')),
     -- skipped: no_longer_covered | user_gone | excluded | limit_reached;
     -- already_detached: not_attached_at_verify | no_such_entity
     reason            TEXT,
@@ -97,6 +99,8 @@ CREATE TABLE actions (
     finished_at       TEXT,
     -- reverted: the re-attach made when the covering grant vanished during the detach.
     revert_request_id TEXT,
+    -- When the post-check confirmed a group still grants the policy after the detach.
+    checked_at        TEXT,
     -- The rollback action that undid this one.
     rolled_back_by    INTEGER REFERENCES actions (id)
 );
@@ -104,5 +108,6 @@ CREATE TABLE actions (
 CREATE INDEX findings_by_run ON findings (run_id, account_id, kind);
 CREATE INDEX findings_by_user ON findings (account_id, user_name, policy_arn);
 CREATE INDEX actions_by_run ON actions (run_id, account_id, status);
+CREATE INDEX actions_by_finding_run ON actions (finding_id, run_id);
 CREATE INDEX actions_by_finding ON actions (finding_id);
 CREATE INDEX actions_by_user ON actions (account_id, user_name, policy_arn);

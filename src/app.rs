@@ -2,21 +2,22 @@
 //! exit code. The edge where anyhow-free errors meet the user.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::apply::ApplyOptions;
 use crate::aws::sdk::{EndpointError, SdkConnector, SdkSettings};
 use crate::calls::{CallPolicy, RetryPolicy};
+use crate::cancel::Cancel;
 use crate::cli::{ApplyArgs, Cli, Command};
 use crate::config::{self, AccountTarget, AccountsFile, ConfigError};
-use crate::events::Reporter;
+use crate::events::{Event, Reporter};
 use crate::filters::{Filters, Patterns};
+use crate::lock::{LockError, RunLock};
 use crate::progress;
 use crate::report;
 use crate::run::{Engine, RunOptions, RunResult};
 use crate::store::actor::StoreHandle;
-use crate::store::{FindingRow, Store, StoreError};
+use crate::store::{FindingRow, RunStatus, Store, StoreError};
 
 /// Documented exit codes.
 pub mod exit {
@@ -25,6 +26,8 @@ pub mod exit {
     pub const FAILURES: u8 = 1;
     /// Bad usage, configuration or database; nothing was changed.
     pub const USAGE: u8 = 2;
+    /// Stopped by Ctrl-C; the run is `interrupted` and `iamsweep resume` continues it.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,8 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("{0}")]
     Usage(String),
 }
@@ -45,20 +50,21 @@ impl AppError {
     }
 }
 
-/// Runs one command; returns the exit code for a command that ran.
-pub async fn run(cli: Cli) -> Result<u8, AppError> {
+/// Runs one command; returns the exit code for a command that ran. `cancel` is set by the
+/// first Ctrl-C.
+pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
     let mut out = std::io::stdout().lock();
     match &cli.command {
         Command::Scan => {
             let file = config::load(&cli.accounts)?;
-            let store = open_store(&cli.db)?;
-            let engine = engine(&cli, store.clone(), ApplyOptions::default()).await?;
+            let work = Work::start(&cli)?;
+            let engine =
+                engine(&cli, &work, options(&cli, ApplyOptions::default()), cancel).await?;
             let result = engine.scan(&file).await?;
-            print_summary(&store, &result, &mut out).await?;
-            let _ = writeln!(out, "next: iamsweep report {}", result.run_id);
-            Ok(code(&result))
+            finish(&cli, &work.store, &result, &mut out, "report").await
         }
-        Command::Apply(args) => apply(&cli, args, &mut out).await,
+        Command::Apply(args) => apply(&cli, args, cancel, &mut out).await,
+        Command::Resume { id } => resume(&cli, *id, cancel, &mut out).await,
         Command::Report { id, format } => {
             let store = Store::open(&cli.db)?;
             let id = match id {
@@ -82,16 +88,53 @@ pub async fn run(cli: Cli) -> Result<u8, AppError> {
     }
 }
 
-fn code(result: &RunResult) -> u8 {
-    if result.has_failures() {
-        exit::FAILURES
-    } else {
-        exit::OK
+/// A command that works on the database: holds the run lock while it lives.
+struct Work {
+    store: StoreHandle,
+    lock: Arc<Mutex<RunLock>>,
+}
+
+impl Work {
+    /// Takes the lock (or says which run holds it), opens the store, and marks runs left
+    /// `running` by a dead process as `interrupted`.
+    fn start(cli: &Cli) -> Result<Self, AppError> {
+        let lock = RunLock::acquire(&cli.db)?;
+        let mut store = Store::open(&cli.db)?;
+        let stale = store.interrupt_stale_runs()?;
+        if let Some(previous) = &lock.taken_over {
+            let ids: Vec<String> = stale.iter().map(i64::to_string).collect();
+            eprintln!(
+                "note: took over the lock left by {previous}, which is no longer running{}",
+                if ids.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; run {} marked interrupted (`iamsweep resume` continues it)",
+                        ids.join(", ")
+                    )
+                }
+            );
+        }
+        Ok(Self {
+            store: StoreHandle::spawn(store),
+            lock: Arc::new(Mutex::new(lock)),
+        })
     }
 }
 
-fn open_store(path: &Path) -> Result<StoreHandle, StoreError> {
-    Ok(StoreHandle::spawn(Store::open(path)?))
+/// Passes events on, and writes the run id into the lock file as soon as it is known.
+struct Announce {
+    inner: Arc<dyn Reporter>,
+    lock: Arc<Mutex<RunLock>>,
+}
+
+impl Reporter for Announce {
+    fn report(&self, event: &Event) {
+        if let Event::RunStarted { run_id, .. } = event {
+            self.lock.lock().expect("lock mutex").set_run(*run_id);
+        }
+        self.inner.report(event);
+    }
 }
 
 fn reporter() -> Arc<dyn Reporter> {
@@ -102,10 +145,22 @@ fn reporter() -> Arc<dyn Reporter> {
     }
 }
 
+fn options(cli: &Cli, apply: ApplyOptions) -> RunOptions {
+    RunOptions {
+        concurrency: cli.concurrency as usize,
+        calls: CallPolicy {
+            retry: RetryPolicy::default(),
+            rate: (cli.max_rate > 0.0).then_some(cli.max_rate),
+        },
+        apply,
+    }
+}
+
 async fn engine(
     cli: &Cli,
-    store: StoreHandle,
-    apply: ApplyOptions,
+    work: &Work,
+    options: RunOptions,
+    cancel: Cancel,
 ) -> Result<Engine<SdkConnector>, AppError> {
     let connector = SdkConnector::load(&SdkSettings {
         endpoint_url: cli.endpoint_url.clone(),
@@ -114,17 +169,109 @@ async fn engine(
     .await?;
     Ok(Engine {
         connector,
-        store,
-        reporter: reporter(),
-        options: RunOptions {
-            concurrency: cli.concurrency as usize,
-            calls: CallPolicy {
-                retry: RetryPolicy::default(),
-                rate: (cli.max_rate > 0.0).then_some(cli.max_rate),
-            },
-            apply,
-        },
+        store: work.store.clone(),
+        reporter: Arc::new(Announce {
+            inner: reporter(),
+            lock: work.lock.clone(),
+        }),
+        options,
+        cancel,
     })
+}
+
+/// Prints the summary and what to do next; returns the exit code.
+async fn finish(
+    cli: &Cli,
+    store: &StoreHandle,
+    result: &RunResult,
+    out: &mut impl Write,
+    next: &str,
+) -> Result<u8, AppError> {
+    print_summary(store, result, out).await?;
+    let id = result.run_id;
+    if result.status == RunStatus::Interrupted {
+        let _ = writeln!(
+            out,
+            "interrupted: run {id} stopped cleanly; continue it with:\n  iamsweep --db {} resume {id}",
+            shell_word(&cli.db.display().to_string())
+        );
+        return Ok(exit::INTERRUPTED);
+    }
+    match next {
+        "report" => {
+            let _ = writeln!(out, "next: iamsweep report {id}");
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "next: iamsweep report {id} (every action, with its AWS request id)"
+            );
+        }
+    }
+    Ok(if result.has_failures() {
+        exit::FAILURES
+    } else {
+        exit::OK
+    })
+}
+
+/// A path as one shell word, quoted only when it needs it.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=,@:".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+async fn resume(
+    cli: &Cli,
+    id: Option<i64>,
+    cancel: Cancel,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
+    let work = Work::start(cli)?;
+    let id = match id {
+        Some(id) => id,
+        None => work
+            .store
+            .call(|s| s.unfinished_run())
+            .await?
+            .ok_or_else(|| {
+                AppError::Usage("no unfinished run to resume (see `iamsweep runs`)".into())
+            })?,
+    };
+    let (run, (path, text, options_json)) = work
+        .store
+        .call(move |s| Ok((s.run(id)?, s.run_inputs(id)?)))
+        .await?;
+    if run.status == "completed" {
+        return Err(AppError::Usage(format!(
+            "run {id} completed; there is nothing to resume"
+        )));
+    }
+    if run.kind == "rollback" {
+        return Err(AppError::Usage(format!(
+            "run {id} is a rollback; resume takes a scan or apply run"
+        )));
+    }
+    let options: RunOptions = serde_json::from_str(&options_json).map_err(|e| {
+        AppError::Usage(format!(
+            "run {id} holds options this iamsweep cannot read: {e}"
+        ))
+    })?;
+    match std::fs::read_to_string(&path) {
+        Ok(now) if now == text => {}
+        _ => eprintln!(
+            "note: {path} changed since run {id} started; resuming with the accounts and options the run started with (kept in the database)"
+        ),
+    }
+    let engine = engine(cli, &work, options, cancel).await?;
+    let result = engine.resume(id).await?;
+    finish(cli, &work.store, &result, out, "apply").await
 }
 
 async fn print_summary(
@@ -144,7 +291,12 @@ fn patterns(list: &[String], flag: &str) -> Result<Patterns, AppError> {
     Patterns::new(list.to_vec()).map_err(|e| AppError::Usage(format!("--{flag}: {e}")))
 }
 
-async fn apply(cli: &Cli, args: &ApplyArgs, out: &mut impl Write) -> Result<u8, AppError> {
+async fn apply(
+    cli: &Cli,
+    args: &ApplyArgs,
+    cancel: Cancel,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !args.yes && !interactive {
         return Err(AppError::Usage(
@@ -161,8 +313,9 @@ async fn apply(cli: &Cli, args: &ApplyArgs, out: &mut impl Write) -> Result<u8, 
         },
     };
     let file = config::load(&cli.accounts)?;
-    let store = open_store(&cli.db)?;
-    let engine = engine(cli, store.clone(), options).await?;
+    let work = Work::start(cli)?;
+    let store = work.store.clone();
+    let engine = engine(cli, &work, self::options(cli, options), cancel).await?;
 
     let source = match args.run {
         Some(id) => Some(id),
@@ -171,6 +324,9 @@ async fn apply(cli: &Cli, args: &ApplyArgs, out: &mut impl Write) -> Result<u8, 
             // Ask about what a fresh scan shows, then apply exactly that scan's findings.
             let scan = engine.scan(&file).await?;
             print_summary(&store, &scan, out).await?;
+            if scan.status == RunStatus::Interrupted {
+                return finish(cli, &store, &scan, out, "report").await;
+            }
             Some(scan.run_id)
         }
     };
@@ -188,13 +344,7 @@ async fn apply(cli: &Cli, args: &ApplyArgs, out: &mut impl Write) -> Result<u8, 
             engine.apply_run(id, &file, targets).await?
         }
     };
-    print_summary(&store, &result, out).await?;
-    let _ = writeln!(
-        out,
-        "next: iamsweep report {} (every action, with its AWS request id)",
-        result.run_id
-    );
-    Ok(code(&result))
+    finish(cli, &store, &result, out, "apply").await
 }
 
 /// The accounts scan run `id` read: as the accounts file describes them now (its role and

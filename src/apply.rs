@@ -11,16 +11,17 @@ use serde::Serialize;
 
 use crate::aws::{AwsError, ErrorKind, Iam};
 use crate::calls::Metered;
+use crate::cancel::Cancel;
 use crate::config::AccountTarget;
 use crate::events::{Event, Phase, Reporter};
 use crate::filters::Filters;
 use crate::findings::Finding;
 use crate::model::{PolicyArn, UserName};
 use crate::store::actor::StoreHandle;
-use crate::store::{ActionStatus, Intent, Operation, Outcome, StoreError};
+use crate::store::{ActionStatus, Intent, OpenAction, Operation, Outcome, StoreError};
 
 /// Apply's limits and filters from the command line.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct ApplyOptions {
     /// Circuit breaker: an account stops before its detach number N + 1.
     pub max_detaches_per_account: Option<u64>,
@@ -40,6 +41,8 @@ pub struct Tally {
     pub reverted: u64,
     /// The circuit breaker stopped the account with findings left.
     pub limit_reached: bool,
+    /// Ctrl-C stopped the account with findings left.
+    pub interrupted: bool,
 }
 
 impl Tally {
@@ -50,6 +53,7 @@ impl Tally {
         self.failed += o.failed;
         self.reverted += o.reverted;
         self.limit_reached |= o.limit_reached;
+        self.interrupted |= o.interrupted;
     }
 
     fn count(&mut self, status: ActionStatus) {
@@ -75,6 +79,8 @@ pub mod reason {
     pub const CONFIRMED_BY_READ: &str = "confirmed_by_read";
     pub const GRANT_VANISHED: &str = "covering_grant_vanished";
     pub const REATTACH_FAILED: &str = "reattach_failed";
+    pub const RECONCILED: &str = "reconciled";
+    pub const NOT_EXECUTED: &str = "not_executed";
 }
 
 /// One account's apply.
@@ -85,6 +91,17 @@ pub struct AccountApply<'a, I> {
     pub store: &'a StoreHandle,
     pub reporter: &'a dyn Reporter,
     pub options: &'a ApplyOptions,
+    pub cancel: &'a Cancel,
+}
+
+/// A detach whose effect the post-check must confirm.
+struct Made {
+    action_id: i64,
+    finding: Finding,
+    group: Option<String>,
+    request_id: Option<String>,
+    /// The status the journal holds for it now.
+    status: ActionStatus,
 }
 
 struct Budget {
@@ -106,8 +123,13 @@ impl Budget {
 }
 
 impl<I: Iam> AccountApply<'_, I> {
-    /// Applies `findings` (redundant ones, with their ids); returns what happened.
-    pub async fn run(&self, findings: Vec<(i64, Finding)>) -> Result<Tally, StoreError> {
+    /// Applies `findings` (redundant ones, with their ids); `already` detaches were made by
+    /// this run before (a resume), and count against the circuit breaker.
+    pub async fn run(
+        &self,
+        findings: Vec<(i64, Finding)>,
+        already: u64,
+    ) -> Result<Tally, StoreError> {
         let mut tally = Tally::default();
         let mut by_user: BTreeMap<UserName, Vec<(i64, Finding)>> = BTreeMap::new();
         for (id, f) in findings {
@@ -132,7 +154,11 @@ impl<I: Iam> AccountApply<'_, I> {
         }
         let total = by_user.len() as u64;
         let budget = Budget {
-            left: AtomicU64::new(self.options.max_detaches_per_account.unwrap_or(u64::MAX)),
+            left: AtomicU64::new(
+                self.options
+                    .max_detaches_per_account
+                    .map_or(u64::MAX, |max| max.saturating_sub(already)),
+            ),
             tripped: AtomicBool::new(false),
         };
         self.phase(0, total);
@@ -203,6 +229,10 @@ impl<I: Iam> AccountApply<'_, I> {
         budget: &Budget,
     ) -> Result<Tally, StoreError> {
         let mut tally = Tally::default();
+        if self.cancel.is_cancelled() {
+            tally.interrupted = true;
+            return Ok(tally);
+        }
         let live = match self.live_read(&user).await {
             Ok(live) => live,
             Err(e) => {
@@ -223,7 +253,7 @@ impl<I: Iam> AccountApply<'_, I> {
         };
         let (attached, groups) = live;
         let mut group_cache = HashMap::new();
-        let mut detached: Vec<(i64, Finding, String, Option<String>)> = Vec::new();
+        let mut made: Vec<Made> = Vec::new();
         for (id, f) in items {
             if !attached.contains(&f.policy_arn) {
                 self.settle(
@@ -263,6 +293,11 @@ impl<I: Iam> AccountApply<'_, I> {
                 tally.skipped += 1;
                 continue;
             };
+            if self.cancel.is_cancelled() {
+                // Left without a journal row: the finding stays open for `resume`.
+                tally.interrupted = true;
+                break;
+            }
             if !budget.take() {
                 // Left without a journal row: the finding stays open for a later run.
                 break;
@@ -286,15 +321,90 @@ impl<I: Iam> AccountApply<'_, I> {
                 },
             };
             tally.count(outcome.status);
-            if outcome.status == ActionStatus::Detached {
-                detached.push((action_id, f, group, outcome.request_id.clone()));
-            }
+            let status = outcome.status;
+            let request_id = outcome.request_id.clone();
             self.outcome(action_id, outcome).await?;
+            if status == ActionStatus::Detached {
+                made.push(Made {
+                    action_id,
+                    finding: f,
+                    group: Some(group),
+                    request_id,
+                    status,
+                });
+            }
         }
-        if !detached.is_empty() {
-            self.post_check(&user, detached, &mut tally).await?;
+        if !made.is_empty() {
+            self.post_check(&user, made, &mut tally).await?;
         }
         Ok(tally)
+    }
+
+    /// Settles what a dead process left in the journal, before anything else: an intent
+    /// without outcome is reconciled from a live read (gone: `detached`, then post-checked;
+    /// still there: `interrupted`, and the finding is applied again), and detaches whose
+    /// post-check never ran are checked now.
+    pub async fn recover(&self) -> Result<Result<Tally, AwsError>, StoreError> {
+        let (run_id, account) = (self.run_id, self.target.id.clone());
+        let open = self
+            .store
+            .call(move |s| s.open_actions(run_id, &account))
+            .await?;
+        let mut by_user: BTreeMap<UserName, Vec<OpenAction>> = BTreeMap::new();
+        for a in open {
+            by_user
+                .entry(a.finding.user_name.clone())
+                .or_default()
+                .push(a);
+        }
+        let mut tally = Tally::default();
+        for (user, actions) in by_user {
+            let mut to_check = Vec::new();
+            let attached = if actions.iter().any(|a| a.status == ActionStatus::Pending) {
+                match self.iam.attached_user_policies(&user).await {
+                    Ok(list) => Some(list),
+                    Err(e) if e.kind == ErrorKind::NoSuchEntity => None,
+                    Err(e) => return Ok(Err(e)),
+                }
+            } else {
+                Some(Vec::new())
+            };
+            for a in actions {
+                let Some(attached) = &attached else {
+                    // The user was deleted meanwhile: nothing is left to detach or protect.
+                    let outcome = Outcome::because(ActionStatus::Skipped, reason::USER_GONE);
+                    tally.count(outcome.status);
+                    self.outcome(a.action_id, outcome).await?;
+                    continue;
+                };
+                if a.status == ActionStatus::Pending {
+                    if attached.contains(&a.finding.policy_arn) {
+                        let outcome =
+                            Outcome::because(ActionStatus::Interrupted, reason::NOT_EXECUTED);
+                        self.outcome(a.action_id, outcome).await?;
+                        continue;
+                    }
+                    let outcome = Outcome::because(ActionStatus::Detached, reason::RECONCILED);
+                    tally.count(outcome.status);
+                    self.outcome(a.action_id, outcome).await?;
+                }
+                to_check.push(Made {
+                    action_id: a.action_id,
+                    status: if a.status == ActionStatus::Pending {
+                        ActionStatus::Detached
+                    } else {
+                        a.status
+                    },
+                    finding: a.finding,
+                    group: a.covering_group,
+                    request_id: a.request_id,
+                });
+            }
+            if !to_check.is_empty() {
+                self.post_check(&user, to_check, &mut tally).await?;
+            }
+        }
+        Ok(Ok(tally))
     }
 
     /// The user's direct attachments and groups, read live.
@@ -354,58 +464,73 @@ impl<I: Iam> AccountApply<'_, I> {
     async fn post_check(
         &self,
         user: &UserName,
-        detached: Vec<(i64, Finding, String, Option<String>)>,
+        made: Vec<Made>,
         tally: &mut Tally,
     ) -> Result<(), StoreError> {
         let groups = self.iam.groups_for_user(user).await;
         let mut cache = HashMap::new();
-        for (action_id, f, group, request_id) in detached {
+        let mut checked = Vec::new();
+        for m in made {
+            let preferred: Vec<String> = m.group.iter().cloned().collect();
             let covered = match &groups {
                 Ok(groups) => {
-                    self.find_cover(
-                        groups,
-                        std::slice::from_ref(&group),
-                        &f.policy_arn,
-                        &mut cache,
-                    )
-                    .await
+                    self.find_cover(groups, &preferred, &m.finding.policy_arn, &mut cache)
+                        .await
                 }
                 Err(e) => Err(e.clone()),
             };
             if let Ok(Some(_)) = covered {
+                if m.status != ActionStatus::Detached {
+                    // A failed re-attach from an earlier attempt, now covered again.
+                    let outcome = Outcome {
+                        request_id: m.request_id,
+                        ..Outcome::because(ActionStatus::Detached, reason::RECONCILED)
+                    };
+                    tally.count(ActionStatus::Detached);
+                    self.outcome(m.action_id, outcome).await?;
+                }
+                checked.push(m.action_id);
                 continue;
             }
+            let f = &m.finding;
+            let group = m.group.as_deref().unwrap_or("?");
             // Not provably covered (the grant vanished, or it cannot be read): put the direct
             // attachment back; holding it both ways is where the user started.
+            let was_counted_detached = m.status == ActionStatus::Detached;
             let outcome = match self.iam.attach_user_policy(user, &f.policy_arn).await {
                 Ok(receipt) => {
                     self.warn(format!(
                         "{user}: the grant of {} through group {group} vanished during the detach; re-attached it to the user",
                         f.policy_arn
                     ));
-                    tally.detached -= 1;
+                    checked.push(m.action_id);
                     tally.reverted += 1;
                     Outcome {
-                        request_id,
+                        request_id: m.request_id,
                         revert_request_id: receipt.request_id,
                         ..Outcome::because(ActionStatus::Reverted, reason::GRANT_VANISHED)
                     }
                 }
                 Err(e) => {
                     self.warn(format!(
-                        "{user}: {} may no longer be granted (group {group} changed) and re-attaching it failed: {e}; attach it by hand: aws iam attach-user-policy --user-name {user} --policy-arn {}",
+                        "{user}: {} may no longer be granted (group {group} changed) and re-attaching it failed: {e}; `iamsweep resume` retries, or attach it by hand: aws iam attach-user-policy --user-name {user} --policy-arn {}",
                         f.policy_arn, f.policy_arn
                     ));
-                    tally.detached -= 1;
                     tally.failed += 1;
                     Outcome {
-                        request_id,
+                        request_id: m.request_id,
                         error: Some(e),
                         ..Outcome::because(ActionStatus::Failed, reason::REATTACH_FAILED)
                     }
                 }
             };
-            self.outcome(action_id, outcome).await?;
+            if was_counted_detached {
+                tally.detached = tally.detached.saturating_sub(1);
+            }
+            self.outcome(m.action_id, outcome).await?;
+        }
+        if !checked.is_empty() {
+            self.store.call(move |s| s.mark_checked(&checked)).await?;
         }
         Ok(())
     }

@@ -38,13 +38,17 @@ impl CallCounts {
         self.0.get(&op).copied().unwrap_or_default()
     }
 
+    pub fn set(&mut self, op: Op, count: OpCount) {
+        self.0.insert(op, count);
+    }
+
     pub fn total(&self) -> u64 {
         self.0.values().map(|c| c.calls).sum()
     }
 }
 
 /// Backoff for throttled (and, for reads, transient) failures.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct RetryPolicy {
     /// Attempts for a throttled call.
     pub max_attempts: u32,
@@ -110,7 +114,7 @@ impl Pacer {
 }
 
 /// Limits for one account's calls.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct CallPolicy {
     pub retry: RetryPolicy,
     /// Calls per second per account; `None`: no pacing.
@@ -127,8 +131,13 @@ pub struct Meter {
 
 impl Meter {
     pub fn new(policy: CallPolicy) -> Arc<Self> {
+        Self::resuming(policy, CallCounts::default())
+    }
+
+    /// A meter that adds to the calls an earlier attempt already made.
+    pub fn resuming(policy: CallPolicy, prior: CallCounts) -> Arc<Self> {
         Arc::new(Self {
-            counts: Mutex::new(CallCounts::default()),
+            counts: Mutex::new(prior),
             policy,
             pacer: Pacer::new(policy.rate),
         })

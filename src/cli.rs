@@ -12,7 +12,7 @@ use crate::report::Format;
     name = "iamsweep",
     version,
     about = "Detach IAM managed policies that users hold both directly and through a group, across many AWS accounts, without a user losing a permission for a second",
-    after_help = "Exit codes: 0 all done; 1 done, but some accounts or actions failed; 2 bad usage, configuration or database (nothing was changed)."
+    after_help = "Exit codes: 0 all done; 1 done, but some accounts or actions failed; 2 bad usage, configuration or database (nothing was changed); 130 interrupted by Ctrl-C (continue with `iamsweep resume`)."
 )]
 pub struct Cli {
     /// The SQLite audit database (created with mode 0600).
@@ -60,6 +60,12 @@ pub enum Command {
     Scan,
     /// Detach redundant direct attachments, each verified live first.
     Apply(ApplyArgs),
+    /// Continue an interrupted run (default: the latest unfinished one), with the accounts and
+    /// options it started with.
+    Resume {
+        /// Run id (default: the latest unfinished run).
+        id: Option<i64>,
+    },
     /// The findings of a run (default: the latest) and what was done with them.
     Report {
         /// Run id (default: the latest run).

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use iamsweep::app;
+use iamsweep::cancel::Cancel;
 use iamsweep::cli::Cli;
 
 fn main() -> ExitCode {
@@ -26,7 +27,23 @@ fn main() -> ExitCode {
             return ExitCode::from(app::exit::USAGE);
         }
     };
-    match runtime.block_on(app::run(cli)) {
+    let cancel = Cancel::new();
+    let on_signal = cancel.clone();
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        on_signal.cancel();
+        eprintln!(
+            "\nstopping: no new work is started; calls in flight finish and are journaled (Ctrl-C again to quit at once)"
+        );
+        if tokio::signal::ctrl_c().await.is_ok() {
+            // The journal stays consistent: every intent was committed before its call.
+            eprintln!("quitting now; `iamsweep resume` reconciles what was in flight");
+            std::process::exit(i32::from(app::exit::INTERRUPTED));
+        }
+    });
+    match runtime.block_on(app::run(cli, cancel)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");

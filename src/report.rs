@@ -209,7 +209,9 @@ pub fn summary(run: &RunRow, accounts: &[AccountRow], reasons: &[(String, u64)])
     };
     let (headers, cells): (Vec<&str>, Vec<Vec<String>>) = if applied {
         (
-            vec!["ACCOUNT", "STATUS", "REDUND", "DETACH", "SKIP", "FAIL", "REVERT", "CALLS"],
+            vec![
+                "ACCOUNT", "STATUS", "REDUND", "DETACH", "SKIP", "FAIL", "REVERT", "CALLS",
+            ],
             accounts
                 .iter()
                 .map(|a| {
@@ -228,7 +230,15 @@ pub fn summary(run: &RunRow, accounts: &[AccountRow], reasons: &[(String, u64)])
         )
     } else {
         (
-            vec!["ACCOUNT", "STATUS", "USERS", "GROUPS", "REDUNDANT", "DIRECT-ONLY", "CALLS"],
+            vec![
+                "ACCOUNT",
+                "STATUS",
+                "USERS",
+                "GROUPS",
+                "REDUNDANT",
+                "DIRECT-ONLY",
+                "CALLS",
+            ],
             accounts
                 .iter()
                 .map(|a| {

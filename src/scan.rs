@@ -4,21 +4,26 @@
 
 use crate::aws::{AwsError, Iam};
 use crate::calls::Metered;
+use crate::cancel::Cancel;
 use crate::config::AccountTarget;
 use crate::findings::{self, AccountFindings};
 
-/// Pages through the account (~1000 entities a call) and returns its findings. `on_page` hears
-/// (pages read, entities so far) after each page.
+/// Pages through the account (~1000 entities a call) and returns its findings, or `None` when
+/// `cancel` stopped it between pages. `on_page` hears (pages read, entities so far).
 pub async fn read_account<I: Iam>(
     iam: &Metered<I>,
     target: &AccountTarget,
+    cancel: &Cancel,
     mut on_page: impl FnMut(u32, u64),
-) -> Result<AccountFindings, AwsError> {
+) -> Result<Option<AccountFindings>, AwsError> {
     let mut users = Vec::new();
     let mut groups = Vec::new();
     let mut marker = None;
     let mut pages = 0;
     loop {
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
         let page = iam.authorization_details(marker.take()).await?;
         pages += 1;
         users.extend(page.users);
@@ -29,5 +34,5 @@ pub async fn read_account<I: Iam>(
             None => break,
         }
     }
-    Ok(findings::classify(&users, &groups, &target.filters))
+    Ok(Some(findings::classify(&users, &groups, &target.filters)))
 }

@@ -46,7 +46,11 @@ fn a_missing_accounts_file_says_what_to_do() {
     std::fs::remove_file(w.accounts()).unwrap();
     let out = w.iamsweep(&["scan"]);
     assert_exit(&out, 2);
-    assert!(stderr(&out).contains("cannot read accounts file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read accounts file"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -83,8 +87,16 @@ fn report_on_an_empty_database_points_to_scan() {
 #[test]
 fn a_database_that_is_not_iamsweeps_is_refused_with_exit_2() {
     let w = Workdir::new("[[account]]\nid = \"111111111111\"\n");
-    std::fs::write(w.db(), "plain text, not a database at all........................").unwrap();
+    std::fs::write(
+        w.db(),
+        "plain text, not a database at all........................",
+    )
+    .unwrap();
     let out = w.iamsweep(&["runs"]);
     assert_exit(&out, 2);
-    assert!(stderr(&out).contains("not an SQLite database"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not an SQLite database"),
+        "{}",
+        stderr(&out)
+    );
 }

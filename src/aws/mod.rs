@@ -51,6 +51,10 @@ impl Op {
         }
     }
 
+    pub fn parse(s: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+
     /// Whether the call changes anything in AWS.
     pub fn is_write(self) -> bool {
         matches!(self, Op::DetachUserPolicy | Op::AttachUserPolicy)

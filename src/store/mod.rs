@@ -286,18 +286,27 @@ impl Store {
 
     // --- the journal ---------------------------------------------------------------------
 
-    /// The redundant findings of `run_id` in `account`, with their ids.
-    pub fn redundant_findings(
+    /// The redundant findings of `findings_run` in `account` that run `action_run` has not
+    /// settled: never acted on, or whose latest action failed or was interrupted.
+    pub fn findings_to_apply(
         &self,
-        run_id: i64,
+        findings_run: i64,
+        action_run: i64,
         account: &AccountId,
     ) -> Result<Vec<(i64, Finding)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, user_name, user_arn, policy_arn, policy_name, kind, covering_groups
-             FROM findings WHERE run_id = ?1 AND account_id = ?2 AND kind = 'redundant_direct'
-             ORDER BY user_name, policy_arn",
+            "SELECT f.id, f.user_name, f.user_arn, f.policy_arn, f.policy_name, f.kind,
+                    f.covering_groups
+             FROM findings f
+             LEFT JOIN actions x ON x.id = (SELECT max(y.id) FROM actions y
+                                            WHERE y.finding_id = f.id AND y.run_id = ?2)
+             WHERE f.run_id = ?1 AND f.account_id = ?3 AND f.kind = 'redundant_direct'
+               AND (x.id IS NULL
+                    OR x.status = 'interrupted'
+                    OR (x.status = 'failed' AND coalesce(x.reason, '') <> 'reattach_failed'))
+             ORDER BY f.user_name, f.policy_arn",
         )?;
-        let rows = stmt.query_map(params![run_id, account.as_str()], |r| {
+        let rows = stmt.query_map(params![findings_run, action_run, account.as_str()], |r| {
             let groups: String = r.get(6)?;
             let kind: String = r.get(5)?;
             Ok((
@@ -387,6 +396,192 @@ impl Store {
         Ok(id)
     }
 
+    // --- resuming ------------------------------------------------------------------------
+
+    /// Runs left `running` by a process that died: called with the run lock held, so nobody
+    /// is working on them. Marks them `interrupted` and returns their ids.
+    pub fn interrupt_stale_runs(&mut self) -> Result<Vec<i64>, StoreError> {
+        let ids: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id FROM runs WHERE status = 'running' ORDER BY id")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        self.conn.execute(
+            "UPDATE runs SET status = 'interrupted', finished_at = ?1 WHERE status = 'running'",
+            params![now()],
+        )?;
+        Ok(ids)
+    }
+
+    /// The newest run that did not finish.
+    pub fn unfinished_run(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT max(id) FROM runs WHERE status IN ('running', 'interrupted')",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The accounts file text and options a run started with.
+    pub fn run_inputs(&self, run_id: i64) -> Result<(String, String, String), StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT accounts_path, accounts_toml, options_json FROM runs WHERE id = ?1",
+            params![run_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?)
+    }
+
+    /// Marks a run as working again.
+    pub fn reopen_run(&mut self, run_id: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?1",
+            params![run_id],
+        )?;
+        Ok(())
+    }
+
+    /// Every account of a run with what is left to do.
+    pub fn resume_accounts(&self, run_id: i64) -> Result<Vec<ResumeAccount>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.target_json, a.status, a.users_seen IS NOT NULL,
+                    EXISTS (SELECT 1 FROM actions x
+                            WHERE x.run_id = a.run_id AND x.account_id = a.account_id
+                              AND x.id = (SELECT max(y.id) FROM actions y
+                                          WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)
+                              AND (x.status IN ('pending', 'failed', 'interrupted')
+                                   OR (x.status = 'detached' AND x.checked_at IS NULL)))
+             FROM run_accounts a WHERE a.run_id = ?1 ORDER BY a.position",
+        )?;
+        let rows = stmt.query_map(params![run_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (json, status, scanned, open_actions) = row?;
+            let target = serde_json::from_str(&json).map_err(|e| {
+                StoreError::NotFound(format!(
+                    "run {run_id} holds an unreadable account target: {e}"
+                ))
+            })?;
+            out.push(ResumeAccount {
+                target,
+                status,
+                scanned,
+                open_actions,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The calls an account already made in a run (a resume adds to them).
+    pub fn prior_calls(&self, run_id: i64, account: &AccountId) -> Result<CallCounts, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT operation, calls, throttled, errors FROM api_calls
+             WHERE run_id = ?1 AND account_id = ?2",
+        )?;
+        let rows = stmt.query_map(params![run_id, account.as_str()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                crate::calls::OpCount {
+                    calls: r.get(1)?,
+                    throttled: r.get(2)?,
+                    errors: r.get(3)?,
+                },
+            ))
+        })?;
+        let mut counts = CallCounts::default();
+        for row in rows {
+            let (op, count) = row?;
+            if let Some(op) = crate::aws::Op::parse(&op) {
+                counts.set(op, count);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Saves an interrupted account's calls, leaving its status (`pending` or `scanned`).
+    pub fn pause_account(
+        &mut self,
+        run_id: i64,
+        account: &AccountId,
+        calls: &CallCounts,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        write_calls(&tx, run_id, account, calls)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Journal rows of `run_id` in `account` that a dead process left unsettled.
+    pub fn open_actions(
+        &self,
+        run_id: i64,
+        account: &AccountId,
+    ) -> Result<Vec<OpenAction>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT x.id, x.status, x.covering_group, x.request_id,
+                    f.user_name, f.user_arn, f.policy_arn, f.policy_name, f.kind, f.covering_groups
+             FROM actions x JOIN findings f ON f.id = x.finding_id
+             WHERE x.run_id = ?1 AND x.account_id = ?2 AND x.operation = 'detach'
+               AND x.id = (SELECT max(y.id) FROM actions y
+                           WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)
+               AND (x.status = 'pending'
+                    OR (x.status = 'detached' AND x.checked_at IS NULL)
+                    OR (x.status = 'failed' AND x.reason = 'reattach_failed'))
+             ORDER BY f.user_name, f.policy_arn",
+        )?;
+        let rows = stmt.query_map(params![run_id, account.as_str()], |r| {
+            let status: String = r.get(1)?;
+            let kind: String = r.get(8)?;
+            let groups: String = r.get(9)?;
+            Ok(OpenAction {
+                action_id: r.get(0)?,
+                status: match status.as_str() {
+                    "pending" => ActionStatus::Pending,
+                    "detached" => ActionStatus::Detached,
+                    _ => ActionStatus::Failed,
+                },
+                covering_group: r.get(2)?,
+                request_id: r.get(3)?,
+                finding: Finding {
+                    user_name: UserName::new(r.get::<_, String>(4)?),
+                    user_arn: r.get(5)?,
+                    policy_arn: PolicyArn::new(r.get::<_, String>(6)?),
+                    policy_name: r.get(7)?,
+                    kind: FindingKind::parse(&kind).unwrap_or(FindingKind::RedundantDirect),
+                    covering_groups: serde_json::from_str(&groups).unwrap_or_default(),
+                },
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that the post-check confirmed these detaches.
+    pub fn mark_checked(&mut self, action_ids: &[i64]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("UPDATE actions SET checked_at = ?2 WHERE id = ?1")?;
+            let at = now();
+            for id in action_ids {
+                stmt.execute(params![id, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Detaches an account has made in a run (for the circuit breaker across resumes).
+    pub fn detached_in_run(&self, run_id: i64, account: &AccountId) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM actions WHERE run_id = ?1 AND account_id = ?2
+             AND status IN ('detached', 'reverted')",
+            params![run_id, account.as_str()],
+            |r| r.get(0),
+        )?)
+    }
+
     // --- reading -------------------------------------------------------------------------
     /// The accounts of `run_id` whose scan was recorded, with the targets they used.
     pub fn scanned_targets(&self, run_id: i64) -> Result<Vec<AccountTarget>, StoreError> {
@@ -431,7 +626,8 @@ impl Store {
                     (SELECT coalesce(sum(redundant_count), 0) FROM run_accounts a WHERE a.run_id = r.id),
                     (SELECT coalesce(sum(direct_only_count), 0) FROM run_accounts a WHERE a.run_id = r.id),
                     (SELECT count(*) FROM actions x WHERE x.run_id = r.id AND x.status IN ('detached', 'attached')),
-                    (SELECT count(*) FROM actions x WHERE x.run_id = r.id AND x.status = 'failed'),
+                    (SELECT count(*) FROM actions x WHERE x.run_id = r.id AND x.status = 'failed'
+                       AND x.id = (SELECT max(y.id) FROM actions y WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)),
                     (SELECT coalesce(sum(api_calls), 0) FROM run_accounts a WHERE a.run_id = r.id)
              FROM runs r {filter} ORDER BY r.id"
         );
@@ -476,7 +672,8 @@ impl Store {
                     a.direct_only_count, a.api_calls, a.role_arn, a.started_at, a.finished_at,
                     (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status IN ('detached', 'attached')),
                     (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status IN ('skipped', 'already_detached', 'already_attached')),
-                    (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status = 'failed'),
+                    (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status = 'failed'
+                       AND x.id = (SELECT max(y.id) FROM actions y WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)),
                     (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status = 'reverted')
              FROM run_accounts a WHERE a.run_id = ?1 ORDER BY a.position",
         )?;
@@ -675,7 +872,10 @@ mod tests {
         conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);
         let err = Store::open(&path).err().unwrap().to_string();
-        assert!(err.contains("newer iamsweep (schema version 99; this one knows up to 1)"), "{err}");
+        assert!(
+            err.contains("newer iamsweep (schema version 99; this one knows up to 1)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -698,7 +898,11 @@ mod tests {
     fn a_file_that_is_not_sqlite_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notes.txt");
-        std::fs::write(&path, "this is not a database, just some text that is long enough").unwrap();
+        std::fs::write(
+            &path,
+            "this is not a database, just some text that is long enough",
+        )
+        .unwrap();
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(err.contains("not an SQLite database"), "{err}");
     }
@@ -707,8 +911,8 @@ mod tests {
     fn reopening_keeps_the_schema_and_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.db");
-        let file = crate::config::parse("accounts.toml", "[[account]]\nid = \"111111111111\"\n")
-            .unwrap();
+        let file =
+            crate::config::parse("accounts.toml", "[[account]]\nid = \"111111111111\"\n").unwrap();
         let mut s = Store::open(&path).unwrap();
         let id = s
             .create_run(RunKind::Scan, None, &file, &file.accounts, "{}")

@@ -50,6 +50,7 @@ vocabulary!(ActionStatus {
     Reverted = "reverted",
     Attached = "attached",
     AlreadyAttached = "already_attached",
+    Interrupted = "interrupted",
 });
 vocabulary!(Operation { Detach = "detach", Attach = "attach" });
 
@@ -169,4 +170,26 @@ pub struct ActionSummary {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub finished_at: Option<String>,
+}
+
+/// An account of a run being resumed: what it was doing and whether work is left.
+#[derive(Clone, Debug)]
+pub struct ResumeAccount {
+    pub target: crate::config::AccountTarget,
+    pub status: String,
+    /// Its scan is recorded in the run.
+    pub scanned: bool,
+    /// Journal rows of the run that still need attention, or findings not yet acted on.
+    pub open_actions: bool,
+}
+
+/// A journal row a dead process left unsettled: an intent without outcome, a detach whose
+/// post-check never ran, or a re-attach that failed.
+#[derive(Clone, Debug)]
+pub struct OpenAction {
+    pub action_id: i64,
+    pub status: ActionStatus,
+    pub finding: crate::findings::Finding,
+    pub covering_group: Option<String>,
+    pub request_id: Option<String>,
 }

@@ -319,6 +319,7 @@ impl FakeRig {
             store,
             reporter: recorder.clone(),
             options,
+            cancel: iamsweep::cancel::Cancel::new(),
         };
         let file = iamsweep::config::parse("accounts.toml", accounts_toml).expect("accounts");
         Self {
