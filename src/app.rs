@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
 use crate::apply::ApplyOptions;
-use crate::aws::sdk::{EndpointError, SdkConnector, SdkSettings};
+use crate::aws::sdk::{SdkConnector, SdkSettings, SetupError};
 use crate::calls::{CallPolicy, RetryPolicy};
 use crate::cancel::Cancel;
 use crate::cli::{ApplyArgs, Cli, Command};
@@ -37,7 +37,7 @@ pub enum AppError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Endpoint(#[from] EndpointError),
+    Endpoint(#[from] SetupError),
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error("{0}")]
@@ -66,7 +66,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
         Command::Apply(args) => apply(&cli, args, cancel, &mut out).await,
         Command::Resume { id } => resume(&cli, *id, cancel, &mut out).await,
         Command::Report { id, format } => {
-            let store = Store::open(&cli.db)?;
+            let store = Store::open_read_only(&cli.db)?.ok_or_else(|| no_database(&cli.db))?;
             let id = match id {
                 Some(id) => *id,
                 None => store.latest_run(None)?.ok_or_else(|| {
@@ -81,11 +81,21 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
             Ok(exit::OK)
         }
         Command::Runs { format } => {
-            let store = Store::open(&cli.db)?;
-            let _ = out.write_all(report::runs(&store.runs()?, *format).as_bytes());
+            let runs = match Store::open_read_only(&cli.db)? {
+                Some(store) => store.runs()?,
+                None => Vec::new(),
+            };
+            let _ = out.write_all(report::runs(&runs, *format).as_bytes());
             Ok(exit::OK)
         }
     }
+}
+
+fn no_database(db: &std::path::Path) -> AppError {
+    AppError::Usage(format!(
+        "no database at {}: start with `iamsweep scan` (or pass --db)",
+        db.display()
+    ))
 }
 
 /// A command that works on the database: holds the run lock while it lives.

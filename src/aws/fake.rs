@@ -135,6 +135,11 @@ impl FakeOrg {
         self.lock().refuse_assume.insert(account.to_owned(), error);
     }
 
+    /// `AssumeRole` into this account works again.
+    pub fn accept_assume(&self, account: &str) {
+        self.lock().refuse_assume.remove(account);
+    }
+
     /// The first `count` calls of `op` in `account` are throttled.
     pub fn throttle_first(&self, account: &str, op: Op, count: u64) {
         self.lock()

@@ -39,12 +39,12 @@ pub struct SdkSettings {
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct EndpointError(String);
+pub struct SetupError(String);
 
 /// Refuses a plaintext endpoint unless it is on this machine: session tokens travel in headers.
-pub fn check_endpoint(url: &str) -> Result<(), EndpointError> {
+pub fn check_endpoint(url: &str) -> Result<(), SetupError> {
     let parsed = url::Url::parse(url)
-        .map_err(|e| EndpointError(format!("endpoint `{url}` is not a URL: {e}")))?;
+        .map_err(|e| SetupError(format!("endpoint `{url}` is not a URL: {e}")))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" => {
@@ -57,12 +57,12 @@ pub fn check_endpoint(url: &str) -> Result<(), EndpointError> {
             if loopback {
                 Ok(())
             } else {
-                Err(EndpointError(format!(
+                Err(SetupError(format!(
                     "refusing plaintext endpoint `{url}`: credentials would cross the network unencrypted; use https, or http only on a loopback address (127.0.0.1, ::1, localhost)"
                 )))
             }
         }
-        other => Err(EndpointError(format!(
+        other => Err(SetupError(format!(
             "endpoint `{url}` has scheme `{other}`; expected https (or http on loopback)"
         ))),
     }
@@ -77,7 +77,7 @@ pub struct SdkConnector {
 impl SdkConnector {
     /// Loads the base configuration (profile, SSO, env, instance role...) and checks every
     /// endpoint it would send credentials to.
-    pub async fn load(settings: &SdkSettings) -> Result<Self, EndpointError> {
+    pub async fn load(settings: &SdkSettings) -> Result<Self, SetupError> {
         if let Some(url) = &settings.endpoint_url {
             check_endpoint(url)?;
         }
@@ -96,9 +96,20 @@ impl SdkConnector {
         }
         for var in ["AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL_STS"] {
             if let Ok(url) = std::env::var(var) {
-                check_endpoint(&url).map_err(|e| EndpointError(format!("{var}: {e}")))?;
+                check_endpoint(&url).map_err(|e| SetupError(format!("{var}: {e}")))?;
             }
         }
+        // Resolve the base credentials once, up front: without them every account would fail
+        // the same way, so say it once and change nothing.
+        let provider = base.credentials_provider().ok_or_else(|| {
+            SetupError("no AWS credentials are configured: set AWS_PROFILE (or pass --profile), run `aws sso login`, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into())
+        })?;
+        provider.provide_credentials().await.map_err(|e| {
+            SetupError(format!(
+                "cannot load AWS credentials: {}; set AWS_PROFILE (or pass --profile), run `aws sso login` for an SSO profile, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                chain(&e)
+            ))
+        })?;
         Ok(Self { base })
     }
 
@@ -477,6 +488,11 @@ where
             ErrorKind::Transient,
             "Timeout".to_owned(),
             format!("{op} timed out: {}", chain(&err)),
+        ),
+        SdkError::DispatchFailure(_) if chain(&err).contains("credentials") => (
+            ErrorKind::Credentials,
+            "NoCredentials".to_owned(),
+            format!("{op}: {}", chain(&err)),
         ),
         SdkError::DispatchFailure(d) if !d.is_user() => (
             ErrorKind::Transient,

@@ -40,7 +40,7 @@ pub enum StoreError {
         "{path} is not an iamsweep database (it holds other tables); pass --db with a new or an iamsweep file"
     )]
     Foreign { path: String },
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Sql(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] rusqlite_migration::Error),
@@ -112,6 +112,71 @@ impl Store {
             conn,
             path: path.to_owned(),
         })
+    }
+
+    /// Opens an existing database for reading only (`report`, `runs`): never creates,
+    /// migrates or writes, so it works while a run writes, and on a read-only file system.
+    /// `Ok(None)` when there is no database yet.
+    pub fn open_read_only(path: &Path) -> Result<Option<Self>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let shown = path.display().to_string();
+        let open_err = |e: &rusqlite::Error| StoreError::Open {
+            path: shown.clone(),
+            message: describe(e),
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let check = |conn: &Connection| -> rusqlite::Result<(i32, i64)> {
+            Ok((
+                conn.query_row("PRAGMA application_id", [], |r| r.get(0))?,
+                conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+            ))
+        };
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(&e))?;
+        let ids = match check(&conn) {
+            Ok(ids) => ids,
+            // A WAL database on a read-only medium cannot create its shared-memory file: read
+            // it as immutable (nobody can be writing it there anyway).
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+                ) =>
+            {
+                let uri = format!("file:{}?immutable=1", path.display());
+                conn = Connection::open_with_flags(uri, flags).map_err(|e| open_err(&e))?;
+                check(&conn).map_err(|e| open_err(&e))?
+            }
+            Err(e) => return Err(open_err(&e)),
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let (app_id, version) = ids;
+        let known = MIGRATIONS.len() as i64;
+        if app_id != APPLICATION_ID {
+            return Err(StoreError::Foreign { path: shown });
+        }
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: shown,
+                found: version,
+                known,
+            });
+        }
+        if version < known {
+            return Err(StoreError::Open {
+                path: shown,
+                message: format!(
+                    "it has schema version {version} and this iamsweep reads version {known}; any writing command (scan, apply, resume) upgrades it"
+                ),
+            });
+        }
+        Ok(Some(Self {
+            conn,
+            path: path.to_owned(),
+        }))
     }
 
     pub fn path(&self) -> &Path {

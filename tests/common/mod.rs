@@ -371,3 +371,88 @@ pub fn accounts_toml(ids: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+// --- long-running scenarios (crash, signals, locks) -----------------------------------------
+
+/// Seeds `users` users, each in group `ops` which grants two customer-managed policies that the
+/// user also holds directly (2 redundant), plus one direct-only policy. Returns the policy ARNs
+/// (grant1, grant2, own).
+pub async fn seed_many(account: &str, users: usize) -> (String, String, String) {
+    let s = Seeder::new(account).await;
+    let g1 = s.policy("Grant1", "/").await;
+    let g2 = s.policy("Grant2", "/").await;
+    let own = s.policy("Own", "/").await;
+    s.group("ops", &[&g1, &g2]).await;
+    let names: Vec<String> = (0..users).map(|i| format!("user{i:04}")).collect();
+    futures::future::join_all(names.chunks(25).map(|chunk| {
+        let s = &s;
+        let (g1, g2, own) = (&g1, &g2, &own);
+        async move {
+            for n in chunk {
+                s.user(n, &["ops"], &[g1, g2, own]).await;
+            }
+        }
+    }))
+    .await;
+    (g1, g2, own)
+}
+
+/// Starts the binary in the background (stdout and stderr piped).
+pub fn spawn_iamsweep(db: &Path, accounts: &Path, args: &[&str]) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iamsweep"));
+    cmd.arg("--db")
+        .arg(db)
+        .arg("--accounts")
+        .arg(accounts)
+        .args(args)
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_ENDPOINT_URL", moto_url())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd.spawn().expect("spawn iamsweep")
+}
+
+/// Polls a query on the database (read-only, as another process would) until `ok` holds.
+pub fn wait_until(
+    db: &Path,
+    query: &str,
+    ok: impl Fn(i64) -> bool,
+    child: &mut std::process::Child,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Ok(conn) =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        {
+            let _ = conn.busy_timeout(std::time::Duration::from_secs(1));
+            if let Ok(v) = conn.query_row(query, [], |r| r.get::<_, i64>(0))
+                && ok(v)
+            {
+                return;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("iamsweep ended ({status}) before `{query}` was satisfied");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for `{query}`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
