@@ -517,7 +517,10 @@ impl Store {
                                           WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)
                               AND (x.status IN ('pending', 'failed', 'interrupted')
                                    OR (x.status = 'detached' AND x.checked_at IS NULL)))
-             FROM run_accounts a WHERE a.run_id = ?1 ORDER BY a.position",
+             FROM run_accounts a
+             JOIN runs r ON r.id = a.run_id
+             LEFT JOIN run_accounts s ON s.run_id = r.source_run_id AND s.account_id = a.account_id
+             WHERE a.run_id = ?1 ORDER BY a.position",
         )?;
         let rows = stmt.query_map(params![run_id], |r| {
             Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -688,8 +691,10 @@ impl Store {
             "SELECT r.id, r.kind, r.status, r.source_run_id, r.started_at, r.finished_at,
                     (SELECT count(*) FROM run_accounts a WHERE a.run_id = r.id),
                     (SELECT count(*) FROM run_accounts a WHERE a.run_id = r.id AND a.status IN ('failed', 'stopped')),
-                    (SELECT coalesce(sum(redundant_count), 0) FROM run_accounts a WHERE a.run_id = r.id),
-                    (SELECT coalesce(sum(direct_only_count), 0) FROM run_accounts a WHERE a.run_id = r.id),
+                    (SELECT coalesce(sum(redundant_count), 0) FROM run_accounts a
+                     WHERE a.run_id = coalesce(r.source_run_id, r.id)),
+                    (SELECT coalesce(sum(direct_only_count), 0) FROM run_accounts a
+                     WHERE a.run_id = coalesce(r.source_run_id, r.id)),
                     (SELECT count(*) FROM actions x WHERE x.run_id = r.id AND x.status IN ('detached', 'attached')),
                     (SELECT count(*) FROM actions x WHERE x.run_id = r.id AND x.status = 'failed'
                        AND x.id = (SELECT max(y.id) FROM actions y WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)),
@@ -733,14 +738,18 @@ impl Store {
     pub fn run_accounts(&self, run_id: i64) -> Result<Vec<AccountRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT a.account_id, a.account_name, a.status, a.error_code, a.error_message,
-                    a.users_seen, a.groups_seen, a.users_excluded, a.redundant_count,
-                    a.direct_only_count, a.api_calls, a.role_arn, a.started_at, a.finished_at,
+                    a.users_seen, a.groups_seen, a.users_excluded,
+                    coalesce(a.redundant_count, s.redundant_count),
+                    coalesce(a.direct_only_count, s.direct_only_count), a.api_calls, a.role_arn, a.started_at, a.finished_at,
                     (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status IN ('detached', 'attached')),
                     (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status IN ('skipped', 'already_detached', 'already_attached')),
                     (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status = 'failed'
                        AND x.id = (SELECT max(y.id) FROM actions y WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)),
                     (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status = 'reverted')
-             FROM run_accounts a WHERE a.run_id = ?1 ORDER BY a.position",
+             FROM run_accounts a
+             JOIN runs r ON r.id = a.run_id
+             LEFT JOIN run_accounts s ON s.run_id = r.source_run_id AND s.account_id = a.account_id
+             WHERE a.run_id = ?1 ORDER BY a.position",
         )?;
         let rows = stmt.query_map(params![run_id], |r| {
             Ok(AccountRow {
