@@ -102,7 +102,9 @@ CREATE TABLE actions (
     -- When the post-check confirmed a group still grants the policy after the detach.
     checked_at        TEXT,
     -- The rollback action that undid this one.
-    rolled_back_by    INTEGER REFERENCES actions (id)
+    rolled_back_by    INTEGER REFERENCES actions (id),
+    -- For a rollback's attach: the detach it undoes.
+    undoes            INTEGER REFERENCES actions (id)
 );
 
 CREATE INDEX findings_by_run ON findings (run_id, account_id, kind);

@@ -61,6 +61,9 @@ run "$BIN" report
 step "runs: the audit history"
 run "$BIN" runs
 
+step "history: every change, with its AWS request id"
+run "$BIN" history
+
 step "check: only redundant direct attachments are gone"
 "$VENV/bin/python" ../scripts/demo/seed.py state "$MOTO_URL" "${ACCOUNTS[@]}" > after.json
 "$VENV/bin/python" - before.json after.json <<'PY'
@@ -83,5 +86,25 @@ print("OK: group memberships, group policies and direct-only attachments are unt
       else "FAILED: something else changed")
 sys.exit(0 if ok else 1)
 PY
+
+step "rollback 2: the re-attach list as a ready-to-run aws CLI script (first lines)"
+"$BIN" rollback 2 > rollback-run-2.sh
+head -n 24 rollback-run-2.sh
+echo "... (the whole script is in $OUT/rollback-run-2.sh; --format json and csv exist too)"
+
+step "rollback 2 --apply --yes: re-attach them as a new recorded run"
+run "$BIN" rollback 2 --apply --yes
+
+step "check: every account is exactly as it was seeded"
+"$VENV/bin/python" ../scripts/demo/seed.py state "$MOTO_URL" "${ACCOUNTS[@]}" > restored.json
+if cmp -s before.json restored.json; then
+    echo "OK: the state after rollback equals the seeded state"
+else
+    echo "FAILED: the state after rollback differs:"; diff before.json restored.json || true
+    exit 1
+fi
+
+step "runs: the whole story"
+run "$BIN" runs
 echo
 echo "the audit database is $OUT/iamsweep.db; try: sqlite3 $OUT/iamsweep.db 'SELECT * FROM actions'"

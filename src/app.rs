@@ -17,7 +17,7 @@ use crate::progress;
 use crate::report;
 use crate::run::{Engine, RunOptions, RunResult};
 use crate::store::actor::StoreHandle;
-use crate::store::{FindingRow, RunStatus, Store, StoreError};
+use crate::store::{FindingRow, HistoryFilter, RunStatus, Store, StoreError};
 
 /// Documented exit codes.
 pub mod exit {
@@ -80,6 +80,43 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
             let _ = out.write_all(report::findings(&rows, *format).as_bytes());
             Ok(exit::OK)
         }
+        Command::Rollback {
+            id,
+            format,
+            apply,
+            yes,
+        } => {
+            if *apply {
+                rollback_apply(&cli, *id, *yes, cancel, &mut out).await
+            } else {
+                let store = Store::open_read_only(&cli.db)?.ok_or_else(|| no_database(&cli.db))?;
+                store.run(*id)?;
+                let items = store.rollback_items(*id, None)?;
+                let targets = store.run_targets(*id)?;
+                let _ = out.write_all(report::rollback(*id, &items, &targets, *format).as_bytes());
+                Ok(exit::OK)
+            }
+        }
+        Command::History {
+            account,
+            user,
+            policy,
+            since,
+            format,
+        } => {
+            let filter = HistoryFilter {
+                account: account.clone(),
+                user: user.clone(),
+                policy: policy.clone(),
+                since: since.as_deref().map(parse_since).transpose()?,
+            };
+            let rows = match Store::open_read_only(&cli.db)? {
+                Some(store) => store.history(&filter)?,
+                None => Vec::new(),
+            };
+            let _ = out.write_all(report::history(&rows, *format).as_bytes());
+            Ok(exit::OK)
+        }
         Command::Runs { format } => {
             let runs = match Store::open_read_only(&cli.db)? {
                 Some(store) => store.runs()?,
@@ -89,6 +126,71 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
             Ok(exit::OK)
         }
     }
+}
+
+/// `--since`: a date (2026-11-27) or an RFC 3339 time, as the database's UTC timestamps.
+fn parse_since(s: &str) -> Result<String, AppError> {
+    let bad = || {
+        AppError::Usage(format!(
+            "--since `{s}`: expected a date like 2026-11-27 or a time like 2026-11-27T10:00:00Z"
+        ))
+    };
+    let text = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_owned()
+    };
+    let t = humantime::parse_rfc3339_weak(&text).map_err(|_| bad())?;
+    Ok(humantime::format_rfc3339_millis(t).to_string())
+}
+
+async fn rollback_apply(
+    cli: &Cli,
+    id: i64,
+    yes: bool,
+    cancel: Cancel,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !yes && !interactive {
+        return Err(AppError::Usage(
+            "rollback --apply changes IAM in your accounts: pass --yes to go ahead (there is no terminal to ask on); nothing was changed".into(),
+        ));
+    }
+    let work = Work::start(cli)?;
+    let (run, items) = work
+        .store
+        .call(move |s| Ok((s.run(id)?, s.rollback_items(id, None)?)))
+        .await?;
+    if run.kind != "apply" {
+        return Err(AppError::Usage(format!(
+            "run {id} is a {}; rollback takes an apply run",
+            run.kind
+        )));
+    }
+    if items.is_empty() {
+        let _ = writeln!(out, "nothing to roll back: run {id} has no detach that is not rolled back yet");
+        return Ok(exit::OK);
+    }
+    if !yes {
+        let mut accounts: Vec<&str> = items.iter().map(|i| i.account_id.as_str()).collect();
+        accounts.dedup();
+        let prompt = format!(
+            "re-attach {} policies that run {id} detached, in {} accounts? type yes to go ahead: ",
+            items.len(),
+            accounts.len()
+        );
+        if !confirm(&prompt)? {
+            let _ = writeln!(out, "nothing was changed");
+            return Ok(exit::OK);
+        }
+    }
+    let engine = engine(cli, &work, options(cli, ApplyOptions {
+        write_concurrency: 4,
+        ..ApplyOptions::default()
+    }), cancel).await?;
+    let result = engine.rollback(id).await?;
+    finish(cli, &work.store, &result, out, "history").await
 }
 
 fn no_database(db: &std::path::Path) -> AppError {
@@ -203,38 +305,23 @@ async fn finish(
         let _ = writeln!(
             out,
             "interrupted: run {id} stopped cleanly; continue it with:\n  iamsweep --db {} resume {id}",
-            shell_word(&cli.db.display().to_string())
+            report::shell_quote(&cli.db.display().to_string())
         );
         return Ok(exit::INTERRUPTED);
     }
-    match next {
-        "report" => {
-            let _ = writeln!(out, "next: iamsweep report {id}");
-        }
-        _ => {
-            let _ = writeln!(
-                out,
-                "next: iamsweep report {id} (every action, with its AWS request id)"
-            );
-        }
-    }
+    let _ = match next {
+        "report" => writeln!(out, "next: iamsweep report {id}"),
+        "history" => writeln!(out, "next: iamsweep history (every change, with its AWS request id)"),
+        _ => writeln!(
+            out,
+            "next: iamsweep report {id} (every action, with its AWS request id); undo: iamsweep rollback {id}"
+        ),
+    };
     Ok(if result.has_failures() {
         exit::FAILURES
     } else {
         exit::OK
     })
-}
-
-/// A path as one shell word, quoted only when it needs it.
-fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+=,@:".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 async fn resume(

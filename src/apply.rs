@@ -56,6 +56,16 @@ impl Tally {
         self.interrupted |= o.interrupted;
     }
 
+    /// Counts a rollback's outcome: attaches in `detached` (the changes made), already
+    /// attached ones in `already_detached` (nothing to do).
+    pub fn count_attach(&mut self, status: ActionStatus) {
+        match status {
+            ActionStatus::Attached => self.detached += 1,
+            ActionStatus::AlreadyAttached => self.already_detached += 1,
+            other => self.count(other),
+        }
+    }
+
     fn count(&mut self, status: ActionStatus) {
         match status {
             ActionStatus::Detached => self.detached += 1,
@@ -191,6 +201,7 @@ impl<I: Iam> AccountApply<'_, I> {
             policy: f.policy_arn.clone(),
             operation: Operation::Detach,
             covering_group: covering,
+            undoes: None,
         }
     }
 

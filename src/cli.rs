@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::report::Format;
+use crate::report::{Format, RollbackFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,6 +75,36 @@ pub enum Command {
     },
     /// Every run, with status, times and counts.
     Runs {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// The re-attach list for run ID's detaches, or (--apply) re-attach them as a new run.
+    Rollback {
+        /// The apply run to undo.
+        id: i64,
+        #[arg(long, value_enum, default_value = "sh")]
+        format: RollbackFormat,
+        /// Re-attach the policies now, as a new recorded (and resumable) run.
+        #[arg(long)]
+        apply: bool,
+        /// With --apply: make the changes without asking.
+        #[arg(long, requires = "apply")]
+        yes: bool,
+    },
+    /// Every change iamsweep made or attempted, oldest first.
+    History {
+        /// Only this account id.
+        #[arg(long, value_name = "ID")]
+        account: Option<String>,
+        /// Only this user name.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// Only this policy ARN.
+        #[arg(long, value_name = "ARN")]
+        policy: Option<String>,
+        /// Only actions from this date (2026-11-27) or time (2026-11-27T10:00:00Z) on.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },

@@ -16,6 +16,7 @@ pub mod lock;
 pub mod model;
 pub mod progress;
 pub mod report;
+pub mod rollback;
 pub mod run;
 pub mod scan;
 pub mod store;

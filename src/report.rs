@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::store::{AccountRow, FindingRow, RunRow};
+use crate::config::{Access, AccountTarget};
+use crate::model::PolicyArn;
+use crate::store::{AccountRow, FindingRow, HistoryRow, RollbackItem, RunRow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -210,7 +212,18 @@ pub fn summary(run: &RunRow, accounts: &[AccountRow], reasons: &[(String, u64)])
     let (headers, cells): (Vec<&str>, Vec<Vec<String>>) = if applied {
         (
             vec![
-                "ACCOUNT", "STATUS", "REDUND", "DETACH", "SKIP", "FAIL", "REVERT", "CALLS",
+                "ACCOUNT",
+                "STATUS",
+                "REDUND",
+                if run.kind == "rollback" {
+                    "ATTACH"
+                } else {
+                    "DETACH"
+                },
+                "SKIP",
+                "FAIL",
+                "REVERT",
+                "CALLS",
             ],
             accounts
                 .iter()
@@ -286,10 +299,10 @@ pub fn summary(run: &RunRow, accounts: &[AccountRow], reasons: &[(String, u64)])
         run.accounts_failed,
         run.redundant,
         run.direct_only,
-        if applied {
-            format!(", {} detached", run.changed)
-        } else {
-            String::new()
+        match run.kind.as_str() {
+            "scan" => String::new(),
+            "rollback" => format!(", {} re-attached", run.changed),
+            _ => format!(", {} detached", run.changed),
         }
     );
     out
@@ -326,5 +339,230 @@ mod tests {
         alice    3
         b      120
         ");
+    }
+}
+
+/// `rollback ID --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RollbackFormat {
+    Sh,
+    Json,
+    Csv,
+}
+
+/// A string as one POSIX shell word: single-quoted unless it is plainly safe.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=,@:".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The re-attach list for a run's detaches.
+pub fn rollback(
+    run_id: i64,
+    items: &[RollbackItem],
+    targets: &[AccountTarget],
+    format: RollbackFormat,
+) -> String {
+    match format {
+        RollbackFormat::Json => json(&items),
+        RollbackFormat::Csv => {
+            let headers = [
+                "account_id",
+                "account_name",
+                "user_name",
+                "policy_arn",
+                "policy_name",
+                "detach_action_id",
+                "detached_at",
+                "request_id",
+                "role_arn",
+            ];
+            let cells: Vec<Vec<String>> = items
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.account_id.clone(),
+                        i.account_name.clone().unwrap_or_default(),
+                        i.user_name.clone(),
+                        i.policy_arn.clone(),
+                        i.policy_name.clone(),
+                        i.action_id.to_string(),
+                        i.detached_at.clone().unwrap_or_default(),
+                        i.request_id.clone().unwrap_or_default(),
+                        i.role_arn.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            csv(&headers, &cells)
+        }
+        RollbackFormat::Sh => rollback_script(run_id, items, targets),
+    }
+}
+
+fn rollback_script(run_id: i64, items: &[RollbackItem], targets: &[AccountTarget]) -> String {
+    let mut out = String::new();
+    let users: std::collections::BTreeSet<(&str, &str)> = items
+        .iter()
+        .map(|i| (i.account_id.as_str(), i.user_name.as_str()))
+        .collect();
+    let accounts: Vec<&str> = {
+        let mut v: Vec<&str> = items.iter().map(|i| i.account_id.as_str()).collect();
+        v.dedup();
+        v
+    };
+    let _ = writeln!(out, "#!/bin/sh");
+    let _ = writeln!(
+        out,
+        "# Re-attach what iamsweep run {run_id} detached: {} policies for {} users in {} accounts.",
+        items.len(),
+        users.len(),
+        accounts.len()
+    );
+    if items.is_empty() {
+        let _ = writeln!(out, "# Nothing to re-attach: the run made no detach that is not rolled back yet.");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "# Review it, then run it with base credentials that may assume each account's role.\n# Or let iamsweep do it, journaled and resumable: iamsweep rollback {run_id} --apply --yes\nset -eu\n"
+    );
+    out.push_str(
+        "# Fails the script when a policy is not attached to its user after the re-attach.\n\
+check() {\n  n=$(aws iam list-attached-user-policies --user-name \"$1\" \\\n    --query \"length(AttachedPolicies[?PolicyArn=='$2'])\" --output text)\n  [ \"$n\" = 1 ] || { echo \"not attached: $2 to user $1\" >&2; exit 1; }\n}\n",
+    );
+    for account in accounts {
+        let mine: Vec<&RollbackItem> = items.iter().filter(|i| i.account_id == account).collect();
+        let name = mine[0]
+            .account_name
+            .as_deref()
+            .map_or(String::new(), |n| format!(" ({n})"));
+        let _ = writeln!(out, "\n# --- account {account}{name}: {} policies\n(", mine.len());
+        let target = targets.iter().find(|t| t.id.as_str() == account);
+        match target.map(|t| &t.access) {
+            Some(Access::AssumeRole {
+                role_arn,
+                external_id,
+                ..
+            }) => {
+                let _ = writeln!(
+                    out,
+                    "  # Credentials for the account: the role run {run_id} used.\n  creds=$(aws sts assume-role --role-arn {} --role-session-name iamsweep-rollback{} \\\n    --query 'Credentials.[AccessKeyId,SecretAccessKey,SessionToken]' --output text)\n  set -- $creds\n  export AWS_ACCESS_KEY_ID=\"$1\" AWS_SECRET_ACCESS_KEY=\"$2\" AWS_SESSION_TOKEN=\"$3\"",
+                    shell_quote(role_arn),
+                    external_id
+                        .as_deref()
+                        .map_or(String::new(), |x| format!(" --external-id {}", shell_quote(x)))
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "  # Credentials for the account: run {run_id} used the base credentials as they are\n  # (assume_role = false); run this part with credentials of account {account}."
+                );
+            }
+        }
+        for i in &mine {
+            let _ = writeln!(
+                out,
+                "  aws iam attach-user-policy --user-name {} --policy-arn {}",
+                shell_quote(&i.user_name),
+                shell_quote(&i.policy_arn)
+            );
+        }
+        for i in &mine {
+            let _ = writeln!(
+                out,
+                "  check {} {}",
+                shell_quote(&i.user_name),
+                shell_quote(&i.policy_arn)
+            );
+        }
+        out.push_str(")\n");
+    }
+    let _ = writeln!(
+        out,
+        "\necho \"re-attached {} policies of iamsweep run {run_id}\"",
+        items.len()
+    );
+    out
+}
+
+/// `history`: every action, oldest first.
+pub fn history(rows: &[HistoryRow], format: Format) -> String {
+    match format {
+        Format::Json => json(&rows),
+        Format::Csv => {
+            let headers = [
+                "time",
+                "run_id",
+                "run_kind",
+                "account_id",
+                "account_name",
+                "user_name",
+                "policy_arn",
+                "operation",
+                "status",
+                "reason",
+                "request_id",
+                "role_arn",
+                "session_name",
+                "action_id",
+                "rolled_back_by",
+            ];
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.time.clone(),
+                        r.run_id.to_string(),
+                        r.run_kind.clone(),
+                        r.account_id.clone(),
+                        r.account_name.clone().unwrap_or_default(),
+                        r.user_name.clone(),
+                        r.policy_arn.clone(),
+                        r.operation.clone(),
+                        r.status.clone(),
+                        r.reason.clone().unwrap_or_default(),
+                        r.request_id.clone().unwrap_or_default(),
+                        r.role_arn.clone().unwrap_or_default(),
+                        r.session_name.clone().unwrap_or_default(),
+                        r.action_id.to_string(),
+                        r.rolled_back_by.map(|v| v.to_string()).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            csv(&headers, &cells)
+        }
+        Format::Table if rows.is_empty() => "no actions recorded\n".into(),
+        Format::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        short_time(&r.time),
+                        r.run_id.to_string(),
+                        r.account_id.clone(),
+                        r.user_name.clone(),
+                        PolicyArn::new(r.policy_arn.clone()).policy_name().to_owned(),
+                        match &r.reason {
+                            Some(reason) if r.status != "detached" && r.status != "attached" => {
+                                format!("{} ({reason})", r.status)
+                            }
+                            _ => r.status.clone(),
+                        },
+                    ]
+                })
+                .collect();
+            table(
+                &["TIME", "RUN", "ACCOUNT", "USER", "POLICY", "STATUS"],
+                &cells,
+                &[false, true],
+            )
+        }
     }
 }

@@ -66,6 +66,8 @@ enum Plan {
     Apply {
         findings_run: i64,
     },
+    /// Re-attach what run `source` detached and was not rolled back yet.
+    Rollback { source: i64 },
 }
 
 /// Everything a run needs: the way to AWS, the store, the reporter, the options and the stop
@@ -118,6 +120,35 @@ impl<C: Connector> Engine<C> {
         self.drive(run_id, plans(&targets, plan)).await
     }
 
+    /// Re-attaches every successful detach of run `source` not rolled back yet, as a new
+    /// recorded run, through the same role assumption the run used in each account.
+    pub async fn rollback(&self, source: i64) -> Result<RunResult, StoreError> {
+        let (inputs, targets, items) = self
+            .store
+            .call(move |s| {
+                Ok((
+                    s.run_inputs(source)?,
+                    s.run_targets(source)?,
+                    s.rollback_items(source, None)?,
+                ))
+            })
+            .await?;
+        let targets: Vec<AccountTarget> = targets
+            .into_iter()
+            .filter(|t| items.iter().any(|i| i.account_id == t.id.as_str()))
+            .collect();
+        let file = AccountsFile {
+            path: inputs.0,
+            text: inputs.1,
+            accounts: targets.clone(),
+        };
+        let run_id = self
+            .create(RunKind::Rollback, Some(source), &file, &targets)
+            .await?;
+        self.drive(run_id, plans(&targets, Plan::Rollback { source }))
+            .await
+    }
+
     /// Continues run `run_id`: accounts not scanned are scanned, the journal left by a dead
     /// process is settled, and findings not yet settled (failed ones included) are applied.
     /// Accounts and actions that finished are not touched again. `self.options` should be the
@@ -135,6 +166,9 @@ impl<C: Connector> Engine<C> {
             );
             let plan = match (run.kind.as_str(), run.source_run_id) {
                 ("scan", _) if retry => Some(Plan::Scan),
+                ("rollback", Some(source)) if retry || a.open_actions => {
+                    Some(Plan::Rollback { source })
+                }
                 ("apply", source) if retry || a.open_actions => Some(match (a.scanned, source) {
                     (_, Some(src)) => Plan::Apply { findings_run: src },
                     (true, None) => Plan::Apply {
@@ -360,6 +394,22 @@ impl<C: Connector> Engine<C> {
                 run_id
             }
             Plan::Apply { findings_run } => findings_run,
+            Plan::Rollback { source } => {
+                let rollback = crate::rollback::AccountRollback {
+                    run_id,
+                    source,
+                    target,
+                    iam: &iam,
+                    store: &self.store,
+                    reporter: self.reporter.as_ref(),
+                    write_concurrency: self.options.apply.write_concurrency,
+                    cancel: &self.cancel,
+                };
+                return Ok(match rollback.run().await? {
+                    Ok(t) => AccountEnd::Done(t),
+                    Err(e) => AccountEnd::Failed(e),
+                });
+            }
         };
         let apply = AccountApply {
             run_id,

@@ -55,6 +55,7 @@ fn a_death_between_intent_and_outcome_is_reconciled_both_ways() {
                 policy: PolicyArn::new(policy),
                 operation: Operation::Detach,
                 covering_group: Some("ops".into()),
+                undoes: None,
             })?;
         }
         Ok(run)

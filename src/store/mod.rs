@@ -22,7 +22,10 @@ use crate::model::{AccountId, PolicyArn, UserName};
 const APPLICATION_ID: i32 = 0x6961_6d73;
 
 /// Every migration, embedded at build time, in order. Never edit a shipped one.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_history_views.sql"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -393,8 +396,8 @@ impl Store {
     pub fn journal_intent(&mut self, intent: &Intent) -> Result<i64, StoreError> {
         self.conn.execute(
             "INSERT INTO actions (run_id, finding_id, account_id, user_name, policy_arn, operation,
-                                  status, covering_group, intent_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
+                                  status, covering_group, intent_at, undoes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9)",
             params![
                 intent.run_id,
                 intent.finding_id,
@@ -403,15 +406,18 @@ impl Store {
                 intent.policy.as_str(),
                 intent.operation.as_str(),
                 intent.covering_group,
-                now()
+                now(),
+                intent.undoes
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Completes a journaled action with its outcome.
+    /// Completes a journaled action with its outcome. A rollback's successful attach also marks
+    /// the detach it undoes, in the same transaction.
     pub fn journal_outcome(&mut self, action_id: i64, outcome: &Outcome) -> Result<(), StoreError> {
-        self.conn.execute(
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "UPDATE actions SET status = ?2, reason = ?3, request_id = ?4, error_code = ?5,
                     error_message = ?6, revert_request_id = ?7, finished_at = ?8
              WHERE id = ?1",
@@ -426,6 +432,8 @@ impl Store {
                 now()
             ],
         )?;
+        link_rollback(&tx, action_id, outcome.status)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -440,8 +448,8 @@ impl Store {
             tx.execute(
                 "INSERT INTO actions (run_id, finding_id, account_id, user_name, policy_arn,
                                       operation, status, reason, covering_group, intent_at,
-                                      finished_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                                      finished_at, undoes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
                 params![
                     intent.run_id,
                     intent.finding_id,
@@ -452,11 +460,13 @@ impl Store {
                     outcome.status.as_str(),
                     outcome.reason,
                     intent.covering_group,
-                    now()
+                    now(),
+                    intent.undoes
                 ],
             )?;
             tx.last_insert_rowid()
         };
+        link_rollback(&tx, id, outcome.status)?;
         tx.commit()?;
         Ok(id)
     }
@@ -648,6 +658,117 @@ impl Store {
             params![run_id, account.as_str()],
             |r| r.get(0),
         )?)
+    }
+
+    // --- rollback ------------------------------------------------------------------------
+
+    /// The successful detaches of `run_id` not rolled back yet (optionally of one account).
+    pub fn rollback_items(
+        &self,
+        run_id: i64,
+        account: Option<&AccountId>,
+    ) -> Result<Vec<RollbackItem>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT x.account_id, a.account_name, x.user_name, x.policy_arn, x.id, x.run_id,
+                    x.finding_id, x.finished_at, x.request_id, a.role_arn
+             FROM actions x
+             JOIN run_accounts a ON a.run_id = x.run_id AND a.account_id = x.account_id
+             WHERE x.run_id = ?1 AND x.operation = 'detach' AND x.status = 'detached'
+               AND x.rolled_back_by IS NULL AND (?2 IS NULL OR x.account_id = ?2)
+             ORDER BY a.position, x.user_name, x.policy_arn",
+        )?;
+        let rows = stmt.query_map(params![run_id, account.map(AccountId::as_str)], |r| {
+            let arn: String = r.get(3)?;
+            Ok(RollbackItem {
+                account_id: r.get(0)?,
+                account_name: r.get(1)?,
+                user_name: r.get(2)?,
+                policy_name: PolicyArn::new(arn.clone()).policy_name().to_owned(),
+                policy_arn: arn,
+                action_id: r.get(4)?,
+                run_id: r.get(5)?,
+                finding_id: r.get(6)?,
+                detached_at: r.get(7)?,
+                request_id: r.get(8)?,
+                role_arn: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every account target of a run, as the run used them.
+    pub fn run_targets(&self, run_id: i64) -> Result<Vec<AccountTarget>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT target_json FROM run_accounts WHERE run_id = ?1 ORDER BY position",
+        )?;
+        let rows = stmt.query_map(params![run_id], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for json in rows {
+            out.push(serde_json::from_str(&json?).map_err(|e| {
+                StoreError::NotFound(format!("run {run_id} holds an unreadable account target: {e}"))
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Attach intents of a rollback run left without outcome.
+    pub fn open_attaches(&self, run_id: i64, account: &AccountId) -> Result<Vec<OpenAttach>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, user_name, policy_arn FROM actions
+             WHERE run_id = ?1 AND account_id = ?2 AND operation = 'attach' AND status = 'pending'
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![run_id, account.as_str()], |r| {
+            Ok(OpenAttach {
+                action_id: r.get(0)?,
+                user: UserName::new(r.get::<_, String>(1)?),
+                policy: PolicyArn::new(r.get::<_, String>(2)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    // --- history -------------------------------------------------------------------------
+
+    /// Every action ever journaled, oldest first, filtered.
+    pub fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT x.id, x.run_id, r.kind, coalesce(x.finished_at, x.intent_at), x.account_id,
+                    a.account_name, x.user_name, x.policy_arn, x.operation, x.status, x.reason,
+                    x.request_id, a.role_arn, a.session_name, x.rolled_back_by, x.undoes
+             FROM actions x
+             JOIN runs r ON r.id = x.run_id
+             JOIN run_accounts a ON a.run_id = x.run_id AND a.account_id = x.account_id
+             WHERE (?1 IS NULL OR x.account_id = ?1)
+               AND (?2 IS NULL OR x.user_name = ?2)
+               AND (?3 IS NULL OR x.policy_arn = ?3)
+               AND (?4 IS NULL OR x.intent_at >= ?4)
+             ORDER BY x.id",
+        )?;
+        let rows = stmt.query_map(
+            params![filter.account, filter.user, filter.policy, filter.since],
+            |r| {
+                Ok(HistoryRow {
+                    action_id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    run_kind: r.get(2)?,
+                    time: r.get(3)?,
+                    account_id: r.get(4)?,
+                    account_name: r.get(5)?,
+                    user_name: r.get(6)?,
+                    policy_arn: r.get(7)?,
+                    operation: r.get(8)?,
+                    status: r.get(9)?,
+                    reason: r.get(10)?,
+                    request_id: r.get(11)?,
+                    role_arn: r.get(12)?,
+                    session_name: r.get(13)?,
+                    rolled_back_by: r.get(14)?,
+                    undoes: r.get(15)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     // --- reading -------------------------------------------------------------------------
@@ -863,6 +984,22 @@ impl Store {
     }
 }
 
+/// When a rollback's attach took effect, the detach it undoes points to it.
+fn link_rollback(
+    tx: &rusqlite::Transaction<'_>,
+    action_id: i64,
+    status: ActionStatus,
+) -> Result<(), StoreError> {
+    if matches!(status, ActionStatus::Attached | ActionStatus::AlreadyAttached) {
+        tx.execute(
+            "UPDATE actions SET rolled_back_by = ?1
+             WHERE id = (SELECT undoes FROM actions WHERE id = ?1)",
+            params![action_id],
+        )?;
+    }
+    Ok(())
+}
+
 fn write_calls(
     tx: &rusqlite::Transaction<'_>,
     run_id: i64,
@@ -947,7 +1084,7 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(
-            err.contains("newer iamsweep (schema version 99; this one knows up to 1)"),
+            err.contains("newer iamsweep (schema version 99; this one knows up to 2)"),
             "{err}"
         );
     }

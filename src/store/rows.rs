@@ -64,6 +64,8 @@ pub struct Intent {
     pub policy: PolicyArn,
     pub operation: Operation,
     pub covering_group: Option<String>,
+    /// For a rollback's attach: the detach action it undoes.
+    pub undoes: Option<i64>,
 }
 
 /// How a journaled action ended.
@@ -192,4 +194,61 @@ pub struct OpenAction {
     pub finding: crate::findings::Finding,
     pub covering_group: Option<String>,
     pub request_id: Option<String>,
+}
+
+/// One successful detach that a rollback would undo.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RollbackItem {
+    pub account_id: String,
+    pub account_name: Option<String>,
+    pub user_name: String,
+    pub policy_arn: String,
+    pub policy_name: String,
+    /// The detach action (in `actions`) this item undoes.
+    pub action_id: i64,
+    pub run_id: i64,
+    pub finding_id: Option<i64>,
+    pub detached_at: Option<String>,
+    pub request_id: Option<String>,
+    /// The role the run used in the account (`None`: the base credentials).
+    pub role_arn: Option<String>,
+}
+
+/// One action as `history` shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct HistoryRow {
+    pub action_id: i64,
+    pub run_id: i64,
+    pub run_kind: String,
+    pub time: String,
+    pub account_id: String,
+    pub account_name: Option<String>,
+    pub user_name: String,
+    pub policy_arn: String,
+    pub operation: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+    pub role_arn: Option<String>,
+    pub session_name: Option<String>,
+    pub rolled_back_by: Option<i64>,
+    pub undoes: Option<i64>,
+}
+
+/// `history`'s filters; all optional.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryFilter {
+    pub account: Option<String>,
+    pub user: Option<String>,
+    pub policy: Option<String>,
+    /// RFC 3339 time or date; actions from then on.
+    pub since: Option<String>,
+}
+
+/// An attach intent of a rollback run left without outcome.
+#[derive(Clone, Debug)]
+pub struct OpenAttach {
+    pub action_id: i64,
+    pub user: crate::model::UserName,
+    pub policy: crate::model::PolicyArn,
 }
