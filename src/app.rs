@@ -169,7 +169,10 @@ async fn rollback_apply(
         )));
     }
     if items.is_empty() {
-        let _ = writeln!(out, "nothing to roll back: run {id} has no detach that is not rolled back yet");
+        let _ = writeln!(
+            out,
+            "nothing to roll back: run {id} has no detach that is not rolled back yet"
+        );
         return Ok(exit::OK);
     }
     if !yes {
@@ -185,10 +188,19 @@ async fn rollback_apply(
             return Ok(exit::OK);
         }
     }
-    let engine = engine(cli, &work, options(cli, ApplyOptions {
-        write_concurrency: 4,
-        ..ApplyOptions::default()
-    }), cancel).await?;
+    let engine = engine(
+        cli,
+        &work,
+        options(
+            cli,
+            ApplyOptions {
+                write_concurrency: 4,
+                ..ApplyOptions::default()
+            },
+        ),
+        cancel,
+    )
+    .await?;
     let result = engine.rollback(id).await?;
     finish(cli, &work.store, &result, out, "history").await
 }
@@ -311,7 +323,10 @@ async fn finish(
     }
     let _ = match next {
         "report" => writeln!(out, "next: iamsweep report {id}"),
-        "history" => writeln!(out, "next: iamsweep history (every change, with its AWS request id)"),
+        "history" => writeln!(
+            out,
+            "next: iamsweep history (every change, with its AWS request id)"
+        ),
         _ => writeln!(
             out,
             "next: iamsweep report {id} (every action, with its AWS request id); undo: iamsweep rollback {id}"

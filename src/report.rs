@@ -14,6 +14,37 @@ pub enum Format {
     Csv,
 }
 
+/// Cuts a cell to `max` characters, ending in `…` when cut (0: no limit). Tables fit 80
+/// columns; `--format csv` and `json` carry the full values.
+fn fit(cell: &str, max: usize) -> String {
+    if max == 0 || cell.chars().count() <= max {
+        cell.to_owned()
+    } else {
+        let mut s: String = cell.chars().take(max - 1).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// A table whose columns are cut to `max` characters each (0: no limit).
+pub fn table_fit(
+    headers: &[&str],
+    rows: &[Vec<String>],
+    numeric: &[bool],
+    max: &[usize],
+) -> String {
+    let cut: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .map(|(i, c)| fit(c, max.get(i).copied().unwrap_or(0)))
+                .collect()
+        })
+        .collect();
+    table(headers, &cut, numeric)
+}
+
 /// A plain text table: columns padded to their widest cell, numbers right-aligned.
 pub fn table(headers: &[&str], rows: &[Vec<String>], numeric: &[bool]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -78,42 +109,94 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 
 /// `runs`: every run.
 pub fn runs(rows: &[RunRow], format: Format) -> String {
-    const HEADERS: [&str; 9] = [
-        "ID",
-        "KIND",
-        "STATUS",
-        "STARTED",
-        "FINISHED",
-        "ACCTS",
-        "REDUNDANT",
-        "CHANGED",
-        "FAILED",
-    ];
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.to_string(),
-                r.kind.clone(),
-                r.status.clone(),
-                short_time(&r.started_at),
-                r.finished_at.as_deref().map_or("-".into(), short_time),
-                r.accounts.to_string(),
-                r.redundant.to_string(),
-                r.changed.to_string(),
-                (r.accounts_failed + r.actions_failed).to_string(),
-            ]
-        })
-        .collect();
     match format {
         Format::Json => json(&rows),
-        Format::Csv => csv(&HEADERS, &cells),
+        Format::Csv => {
+            let headers = [
+                "id",
+                "kind",
+                "status",
+                "source_run_id",
+                "started_at",
+                "finished_at",
+                "accounts",
+                "accounts_failed",
+                "redundant",
+                "direct_only",
+                "changed",
+                "actions_failed",
+                "api_calls",
+            ];
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.to_string(),
+                        r.kind.clone(),
+                        r.status.clone(),
+                        r.source_run_id.map(|v| v.to_string()).unwrap_or_default(),
+                        r.started_at.clone(),
+                        r.finished_at.clone().unwrap_or_default(),
+                        r.accounts.to_string(),
+                        r.accounts_failed.to_string(),
+                        r.redundant.to_string(),
+                        r.direct_only.to_string(),
+                        r.changed.to_string(),
+                        r.actions_failed.to_string(),
+                        r.api_calls.to_string(),
+                    ]
+                })
+                .collect();
+            csv(&headers, &cells)
+        }
         Format::Table if rows.is_empty() => "no runs yet: start with `iamsweep scan`\n".into(),
-        Format::Table => table(
-            &HEADERS,
-            &cells,
-            &[true, false, false, false, false, true, true, true, true],
-        ),
+        Format::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.to_string(),
+                        r.kind.clone(),
+                        match r.status.as_str() {
+                            "completed_with_errors" => "with errors".to_owned(),
+                            s => s.to_owned(),
+                        },
+                        short_time(&r.started_at).chars().take(11).collect(),
+                        took(&r.started_at, r.finished_at.as_deref()),
+                        r.accounts.to_string(),
+                        r.redundant.to_string(),
+                        r.changed.to_string(),
+                        (r.accounts_failed + r.actions_failed).to_string(),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "ID", "KIND", "STATUS", "STARTED", "TOOK", "ACCT", "REDUND", "CHANGED",
+                    "FAILED",
+                ],
+                &cells,
+                &[true, false, false, false, true, true, true, true, true],
+            )
+        }
+    }
+}
+
+/// How long a run took: `850ms`, `42s`, `3m12s`, `2h05m`; `-` while it runs.
+fn took(started: &str, finished: Option<&str>) -> String {
+    let (Some(end), Ok(start)) = (finished, humantime::parse_rfc3339_weak(started)) else {
+        return "-".into();
+    };
+    let Ok(end) = humantime::parse_rfc3339_weak(end) else {
+        return "-".into();
+    };
+    let d = end.duration_since(start).unwrap_or_default();
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        1..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
     }
 }
 
@@ -128,10 +211,11 @@ fn short_time(t: &str) -> String {
 /// `report`: a run's findings with their actions.
 pub fn findings(rows: &[FindingRow], format: Format) -> String {
     const HEADERS: [&str; 6] = ["ACCOUNT", "USER", "POLICY", "KIND", "GROUPS", "ACTION"];
+    // Skips show their reason (it says more than "skipped"); the rest their status.
     let action = |r: &FindingRow| match &r.action {
         None => "-".to_owned(),
         Some(a) => match &a.reason {
-            Some(reason) if a.status != "detached" => format!("{} ({reason})", a.status),
+            Some(reason) if a.status == "skipped" => reason.clone(),
             _ => a.status.clone(),
         },
     };
@@ -183,7 +267,7 @@ pub fn findings(rows: &[FindingRow], format: Format) -> String {
                         r.policy_name.clone(),
                         match r.kind.as_str() {
                             "redundant_direct" => "redundant".to_owned(),
-                            "direct_only" => "direct-only".to_owned(),
+                            "direct_only" => "direct".to_owned(),
                             k => k.to_owned(),
                         },
                         if r.covering_groups.is_empty() {
@@ -195,7 +279,7 @@ pub fn findings(rows: &[FindingRow], format: Format) -> String {
                     ]
                 })
                 .collect();
-            table(&HEADERS, &cells, &[])
+            table_fit(&HEADERS, &cells, &[], &[12, 13, 14, 9, 8, 14])
         }
     }
 }
@@ -271,7 +355,7 @@ pub fn summary(run: &RunRow, accounts: &[AccountRow], reasons: &[(String, u64)])
     let mut numeric = vec![true; headers.len()];
     numeric[0] = false;
     numeric[1] = false;
-    out.push_str(&table(&headers, &cells, &numeric));
+    out.push_str(&table_fit(&headers, &cells, &numeric, &[23]));
     if !reasons.is_empty() {
         let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
         let _ = writeln!(out, "\nnot detached: {}", list.join(", "));
@@ -425,7 +509,10 @@ fn rollback_script(run_id: i64, items: &[RollbackItem], targets: &[AccountTarget
         accounts.len()
     );
     if items.is_empty() {
-        let _ = writeln!(out, "# Nothing to re-attach: the run made no detach that is not rolled back yet.");
+        let _ = writeln!(
+            out,
+            "# Nothing to re-attach: the run made no detach that is not rolled back yet."
+        );
         return out;
     }
     let _ = writeln!(
@@ -442,7 +529,11 @@ check() {\n  n=$(aws iam list-attached-user-policies --user-name \"$1\" \\\n    
             .account_name
             .as_deref()
             .map_or(String::new(), |n| format!(" ({n})"));
-        let _ = writeln!(out, "\n# --- account {account}{name}: {} policies\n(", mine.len());
+        let _ = writeln!(
+            out,
+            "\n# --- account {account}{name}: {} policies\n(",
+            mine.len()
+        );
         let target = targets.iter().find(|t| t.id.as_str() == account);
         match target.map(|t| &t.access) {
             Some(Access::AssumeRole {
@@ -454,9 +545,10 @@ check() {\n  n=$(aws iam list-attached-user-policies --user-name \"$1\" \\\n    
                     out,
                     "  # Credentials for the account: the role run {run_id} used.\n  creds=$(aws sts assume-role --role-arn {} --role-session-name iamsweep-rollback{} \\\n    --query 'Credentials.[AccessKeyId,SecretAccessKey,SessionToken]' --output text)\n  set -- $creds\n  export AWS_ACCESS_KEY_ID=\"$1\" AWS_SECRET_ACCESS_KEY=\"$2\" AWS_SESSION_TOKEN=\"$3\"",
                     shell_quote(role_arn),
-                    external_id
-                        .as_deref()
-                        .map_or(String::new(), |x| format!(" --external-id {}", shell_quote(x)))
+                    external_id.as_deref().map_or(String::new(), |x| format!(
+                        " --external-id {}",
+                        shell_quote(x)
+                    ))
                 );
             }
             _ => {
@@ -544,25 +636,270 @@ pub fn history(rows: &[HistoryRow], format: Format) -> String {
                 .iter()
                 .map(|r| {
                     vec![
-                        short_time(&r.time),
+                        short_time(&r.time).chars().take(11).collect(),
                         r.run_id.to_string(),
                         r.account_id.clone(),
                         r.user_name.clone(),
-                        PolicyArn::new(r.policy_arn.clone()).policy_name().to_owned(),
+                        PolicyArn::new(r.policy_arn.clone())
+                            .policy_name()
+                            .to_owned(),
                         match &r.reason {
-                            Some(reason) if r.status != "detached" && r.status != "attached" => {
-                                format!("{} ({reason})", r.status)
-                            }
+                            Some(reason) if r.status == "skipped" => reason.clone(),
                             _ => r.status.clone(),
                         },
                     ]
                 })
                 .collect();
-            table(
+            table_fit(
                 &["TIME", "RUN", "ACCOUNT", "USER", "POLICY", "STATUS"],
                 &cells,
                 &[false, true],
+                &[11, 4, 12, 14, 14, 16],
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod snapshots {
+    //! What people read and run: the rollback script (quoting included), CSV and tables.
+    use super::*;
+    use crate::filters::Filters;
+    use crate::model::{AccountId, Partition};
+    use crate::store::{ActionSummary, FindingRow, HistoryRow};
+
+    const ODD_USER: &str = "svc+deploy=ci,ops.bot@corp-x_y";
+    const ODD_POLICY: &str = "arn:aws:iam::111111111111:policy/team/a+b=c,d.e@f-g_h";
+
+    fn item(account: &str, name: Option<&str>, user: &str, policy: &str, id: i64) -> RollbackItem {
+        RollbackItem {
+            account_id: account.into(),
+            account_name: name.map(str::to_owned),
+            user_name: user.into(),
+            policy_arn: policy.into(),
+            policy_name: PolicyArn::new(policy).policy_name().into(),
+            action_id: id,
+            run_id: 2,
+            finding_id: Some(id),
+            detached_at: Some("2026-11-27T22:16:06.123Z".into()),
+            request_id: Some(format!("req-{id}")),
+            role_arn: None,
+        }
+    }
+
+    fn targets() -> Vec<AccountTarget> {
+        vec![
+            AccountTarget {
+                id: AccountId::parse("111111111111").unwrap(),
+                name: Some("prod".into()),
+                partition: Partition::Aws,
+                access: Access::AssumeRole {
+                    role_arn: "arn:aws:iam::111111111111:role/ops/IamSweepRole".into(),
+                    external_id: Some("ext:id/7".into()),
+                    session_name: "iamsweep".into(),
+                },
+                filters: Filters::default(),
+            },
+            AccountTarget {
+                id: AccountId::parse("222222222222").unwrap(),
+                name: None,
+                partition: Partition::Aws,
+                access: Access::BaseCredentials,
+                filters: Filters::default(),
+            },
+        ]
+    }
+
+    fn items() -> Vec<RollbackItem> {
+        vec![
+            item("111111111111", Some("prod"), ODD_USER, ODD_POLICY, 7),
+            item(
+                "111111111111",
+                Some("prod"),
+                "alice",
+                "arn:aws:iam::aws:policy/ReadOnlyAccess",
+                8,
+            ),
+            item(
+                "222222222222",
+                None,
+                "bob",
+                "arn:aws:iam::aws:policy/job-function/ViewOnlyAccess",
+                9,
+            ),
+        ]
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote(ODD_USER), ODD_USER);
+        assert_eq!(shell_quote("two words"), "'two words'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn rollback_script() {
+        insta::assert_snapshot!(rollback(2, &items(), &targets(), RollbackFormat::Sh));
+    }
+
+    #[test]
+    fn rollback_script_with_nothing_to_do() {
+        insta::assert_snapshot!(rollback(2, &[], &targets(), RollbackFormat::Sh));
+    }
+
+    #[test]
+    fn rollback_csv() {
+        insta::assert_snapshot!(rollback(2, &items(), &targets(), RollbackFormat::Csv));
+    }
+
+    #[test]
+    fn findings_table_and_csv() {
+        let row = |user: &str,
+                   policy: &str,
+                   kind: &str,
+                   groups: &[&str],
+                   status: Option<(&str, Option<&str>)>| FindingRow {
+            finding_id: 1,
+            account_id: "111111111111".into(),
+            account_name: Some("prod".into()),
+            user_name: user.into(),
+            user_arn: format!("arn:aws:iam::111111111111:user/{user}"),
+            policy_arn: policy.into(),
+            policy_name: PolicyArn::new(policy).policy_name().into(),
+            kind: kind.into(),
+            covering_groups: groups.iter().map(|s| s.to_string()).collect(),
+            action: status.map(|(s, r)| ActionSummary {
+                id: 1,
+                run_id: 2,
+                status: s.into(),
+                reason: r.map(str::to_owned),
+                covering_group: None,
+                request_id: Some("req-1".into()),
+                error_code: None,
+                error_message: None,
+                finished_at: None,
+            }),
+        };
+        let rows = vec![
+            row(
+                ODD_USER,
+                ODD_POLICY,
+                "redundant_direct",
+                &["ops", "ops,2"],
+                Some(("detached", None)),
+            ),
+            row(
+                "alice",
+                "arn:aws:iam::aws:policy/ReadOnlyAccess",
+                "redundant_direct",
+                &["ops"],
+                Some(("skipped", Some("no_longer_covered"))),
+            ),
+            row(
+                "bob",
+                "arn:aws:iam::aws:policy/ReadOnlyAccess",
+                "direct_only",
+                &[],
+                None,
+            ),
+        ];
+        insta::assert_snapshot!("findings_table", findings(&rows, Format::Table));
+        insta::assert_snapshot!("findings_csv", findings(&rows, Format::Csv));
+    }
+
+    #[test]
+    fn history_table() {
+        let rows = vec![HistoryRow {
+            action_id: 1,
+            run_id: 2,
+            run_kind: "apply".into(),
+            time: "2026-11-27T22:16:06.123Z".into(),
+            account_id: "111111111111".into(),
+            account_name: Some("prod".into()),
+            user_name: ODD_USER.into(),
+            policy_arn: ODD_POLICY.into(),
+            operation: "detach".into(),
+            status: "reverted".into(),
+            reason: Some("covering_grant_vanished".into()),
+            request_id: Some("req-1".into()),
+            role_arn: None,
+            session_name: Some("iamsweep".into()),
+            rolled_back_by: None,
+            undoes: None,
+        }];
+        let t = history(&rows, Format::Table);
+        assert!(t.lines().all(|l| l.chars().count() <= 80), "{t}");
+        insta::assert_snapshot!(t);
+    }
+
+    #[test]
+    fn runs_table() {
+        let run = |id, kind: &str, status: &str, finished: Option<&str>| RunRow {
+            id,
+            kind: kind.into(),
+            status: status.into(),
+            source_run_id: None,
+            started_at: "2026-11-27T22:16:06.123Z".into(),
+            finished_at: finished.map(str::to_owned),
+            accounts: 1000,
+            accounts_failed: 3,
+            redundant: 123456,
+            direct_only: 5,
+            changed: 123400,
+            actions_failed: 2,
+            api_calls: 99,
+        };
+        let t = runs(
+            &[
+                run(1, "scan", "completed", Some("2026-11-27T22:16:09.000Z")),
+                run(
+                    2,
+                    "apply",
+                    "completed_with_errors",
+                    Some("2026-11-27T23:20:00.000Z"),
+                ),
+                run(
+                    3,
+                    "rollback",
+                    "interrupted",
+                    Some("2026-11-27T22:16:06.900Z"),
+                ),
+                run(4, "apply", "running", None),
+            ],
+            Format::Table,
+        );
+        assert!(t.lines().all(|l| l.chars().count() <= 80), "{t}");
+        insta::assert_snapshot!(t);
+    }
+
+    #[test]
+    fn tables_fit_80_columns_whatever_the_names() {
+        let long = "a-very-long-name-that-goes-on-and-on-and-on-for-ever-and-ever";
+        let row = FindingRow {
+            finding_id: 1,
+            account_id: "111111111111".into(),
+            account_name: Some(long.into()),
+            user_name: long.into(),
+            user_arn: long.into(),
+            policy_arn: format!("arn:aws:iam::111111111111:policy/{long}"),
+            policy_name: long.into(),
+            kind: "redundant_direct".into(),
+            covering_groups: vec![long.into(), long.into()],
+            action: Some(ActionSummary {
+                id: 1,
+                run_id: 2,
+                status: "skipped".into(),
+                reason: Some("no_longer_covered".into()),
+                covering_group: None,
+                request_id: None,
+                error_code: None,
+                error_message: None,
+                finished_at: None,
+            }),
+        };
+        let t = findings(&[row], Format::Table);
+        assert!(t.lines().all(|l| l.chars().count() <= 80), "{t}");
     }
 }

@@ -63,7 +63,10 @@ impl<I: Iam> AccountRollback<'_, I> {
             .await?;
         let mut by_user: BTreeMap<String, Vec<RollbackItem>> = BTreeMap::new();
         for item in items {
-            by_user.entry(item.user_name.clone()).or_default().push(item);
+            by_user
+                .entry(item.user_name.clone())
+                .or_default()
+                .push(item);
         }
         let total = by_user.len() as u64;
         let mut done = 0;
@@ -117,7 +120,9 @@ impl<I: Iam> AccountRollback<'_, I> {
                     error: Some(e.clone()),
                     ..Outcome::because(ActionStatus::Failed, reason::VERIFY_FAILED)
                 }),
-                Ok(list) if list.contains(&policy) => Some(Outcome::new(ActionStatus::AlreadyAttached)),
+                Ok(list) if list.contains(&policy) => {
+                    Some(Outcome::new(ActionStatus::AlreadyAttached))
+                }
                 Ok(_) => None,
             };
             if let Some(outcome) = settled {

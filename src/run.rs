@@ -67,7 +67,9 @@ enum Plan {
         findings_run: i64,
     },
     /// Re-attach what run `source` detached and was not rolled back yet.
-    Rollback { source: i64 },
+    Rollback {
+        source: i64,
+    },
 }
 
 /// Everything a run needs: the way to AWS, the store, the reporter, the options and the stop

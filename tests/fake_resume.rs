@@ -226,3 +226,34 @@ fn the_first_ctrl_c_stops_new_work_and_resume_finishes_it_without_repeats() {
         20
     );
 }
+
+#[test]
+fn an_interrupted_rollback_resumes_without_attaching_twice() {
+    let rig = FakeRig::new(&accounts_toml(&[A]));
+    rig.org.add_group(A, "ops", &[P1, P2]);
+    rig.org.add_user(A, "alice", &["ops"], &[P1, P2]);
+    rig.org.add_user(A, "bob", &["ops"], &[P1]);
+    let apply = block_on(rig.engine.apply(&rig.file)).unwrap();
+    assert_eq!(apply.tally.detached, 3);
+    // Ctrl-C during the rollback, at its second AttachUserPolicy.
+    let cancel = rig.engine.cancel.clone();
+    rig.org
+        .on_call(A, Op::AttachUserPolicy, 2, move |_| cancel.cancel());
+    let first = block_on(rig.engine.rollback(apply.run_id)).unwrap();
+    assert_eq!(first.status, RunStatus::Interrupted);
+    let again = block_on(next_process(&rig).resume(first.run_id)).unwrap();
+    assert_eq!(again.status, RunStatus::Completed);
+    assert_eq!(
+        rig.org.calls(A, Op::AttachUserPolicy),
+        3,
+        "each policy attached once"
+    );
+    assert_eq!(rig.org.user_policies(A, "alice").unwrap().len(), 2);
+    assert_eq!(rig.org.user_policies(A, "bob").unwrap().len(), 1);
+    assert_eq!(
+        rig.sql::<i64>(
+            "SELECT count(*) FROM actions WHERE operation = 'detach' AND rolled_back_by IS NULL"
+        ),
+        0
+    );
+}

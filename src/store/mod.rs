@@ -698,21 +698,27 @@ impl Store {
 
     /// Every account target of a run, as the run used them.
     pub fn run_targets(&self, run_id: i64) -> Result<Vec<AccountTarget>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT target_json FROM run_accounts WHERE run_id = ?1 ORDER BY position",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT target_json FROM run_accounts WHERE run_id = ?1 ORDER BY position")?;
         let rows = stmt.query_map(params![run_id], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for json in rows {
             out.push(serde_json::from_str(&json?).map_err(|e| {
-                StoreError::NotFound(format!("run {run_id} holds an unreadable account target: {e}"))
+                StoreError::NotFound(format!(
+                    "run {run_id} holds an unreadable account target: {e}"
+                ))
             })?);
         }
         Ok(out)
     }
 
     /// Attach intents of a rollback run left without outcome.
-    pub fn open_attaches(&self, run_id: i64, account: &AccountId) -> Result<Vec<OpenAttach>, StoreError> {
+    pub fn open_attaches(
+        &self,
+        run_id: i64,
+        account: &AccountId,
+    ) -> Result<Vec<OpenAttach>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, user_name, policy_arn FROM actions
              WHERE run_id = ?1 AND account_id = ?2 AND operation = 'attach' AND status = 'pending'
@@ -990,7 +996,10 @@ fn link_rollback(
     action_id: i64,
     status: ActionStatus,
 ) -> Result<(), StoreError> {
-    if matches!(status, ActionStatus::Attached | ActionStatus::AlreadyAttached) {
+    if matches!(
+        status,
+        ActionStatus::Attached | ActionStatus::AlreadyAttached
+    ) {
         tx.execute(
             "UPDATE actions SET rolled_back_by = ?1
              WHERE id = (SELECT undoes FROM actions WHERE id = ?1)",
