@@ -38,8 +38,19 @@ struct Fault {
     hook: Option<Hook>,
 }
 
+/// An account shape generated on the fly, for organizations too big to hold in memory: user i
+/// is in group `i % groups` and holds policy `P(i % 2*groups)` directly; group g grants `P(g)`.
+/// So half of the users hold a redundant attachment and half a direct-only one.
+#[derive(Clone, Copy, Debug)]
+pub struct Synthetic {
+    pub users: usize,
+    pub groups: usize,
+}
+
 #[derive(Default)]
 struct State {
+    /// Accounts not seeded explicitly are generated from this (read-only: scans only).
+    synthetic: Option<Synthetic>,
     accounts: HashMap<String, FakeAccount>,
     calls: HashMap<(String, Op), u64>,
     faults: Vec<Fault>,
@@ -118,6 +129,12 @@ impl FakeOrg {
     /// Entities per `GetAccountAuthorizationDetails` page and items per list page.
     pub fn set_page_size(&self, n: usize) {
         self.lock().page_size = n.max(1);
+    }
+
+    /// Accounts not seeded explicitly answer `GetAccountAuthorizationDetails` with a generated
+    /// shape, without being stored.
+    pub fn set_synthetic(&self, shape: Option<Synthetic>) {
+        self.lock().synthetic = shape;
     }
 
     /// Every call waits this long (outside any lock), like a real round trip.
@@ -261,6 +278,46 @@ impl FakeOrg {
     }
 }
 
+fn synthetic_page(
+    account: &str,
+    shape: Synthetic,
+    marker: Option<String>,
+    size: usize,
+) -> AuthDetailsPage {
+    let total = shape.users + shape.groups;
+    let start: usize = marker.and_then(|m| m.parse().ok()).unwrap_or(0);
+    let end = (start + size).min(total);
+    let policy = |n: usize| {
+        let arn = PolicyArn::new(format!("arn:aws:iam::{account}:policy/P{n:04}"));
+        AttachedPolicy {
+            name: arn.policy_name().to_owned(),
+            arn,
+        }
+    };
+    let mut page = AuthDetailsPage {
+        next_marker: (end < total).then(|| end.to_string()),
+        ..AuthDetailsPage::default()
+    };
+    for i in start..end {
+        if i < shape.users {
+            let name = format!("user{i:05}");
+            page.users.push(UserDetail {
+                arn: format!("arn:aws:iam::{account}:user/{name}"),
+                name: UserName::new(name),
+                groups: vec![format!("group{:04}", i % shape.groups)],
+                attached: vec![policy(i % (2 * shape.groups))],
+            });
+        } else {
+            let g = i - shape.users;
+            page.groups.push(GroupDetail {
+                name: format!("group{g:04}"),
+                attached: vec![policy(g)],
+            });
+        }
+    }
+    page
+}
+
 fn no_such_user(user: &str) -> AwsError {
     AwsError::new(
         ErrorKind::NoSuchEntity,
@@ -331,6 +388,9 @@ impl Iam for FakeIam {
         self.org
             .serve(self.account(), Op::GetAccountAuthorizationDetails, |st| {
                 let size = st.page_size;
+                if let (Some(shape), false) = (st.synthetic, st.accounts.contains_key(&account)) {
+                    return Ok(synthetic_page(&account, shape, marker, size));
+                }
                 let a = st.accounts.entry(account).or_default();
                 let start: usize = marker.and_then(|m| m.parse().ok()).unwrap_or(0);
                 let total = a.users.len() + a.groups.len();

@@ -1,0 +1,290 @@
+//! Simulated-organization benchmarks on the in-memory fake (targets 3-5 of BENCHMARKS.md).
+//! Each scenario runs in its own process so that its peak RSS is its own, and prints one JSON
+//! line. Run through scripts/bench.sh, or: cargo bench --bench sim -- SCENARIO
+//!
+//!   scan-org [ACCOUNTS] [USERS] [GROUPS] [LATENCY_MS] [CONCURRENCY]
+//!   throttle [ACCOUNTS] [USERS] [REDUNDANT_PER_USER] [LIMIT_PER_S] [PACE_PER_S]
+//!   sqlite [ACCOUNTS] [FINDINGS_PER_ACCOUNT]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iamsweep::aws::Op;
+use iamsweep::aws::fake::{FakeOrg, Synthetic};
+use iamsweep::calls::{CallPolicy, RetryPolicy};
+use iamsweep::cancel::Cancel;
+use iamsweep::config::{self, AccountsFile};
+use iamsweep::events::Silent;
+use iamsweep::findings::{AccountFindings, Finding, FindingKind};
+use iamsweep::model::{AccountId, PolicyArn, UserName};
+use iamsweep::run::{Engine, RunOptions};
+use iamsweep::store::actor::StoreHandle;
+use iamsweep::store::{HistoryFilter, RunKind, Store};
+
+fn arg(args: &[String], i: usize, default: u64) -> u64 {
+    args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default)
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn accounts(n: u64) -> AccountsFile {
+    let text: String = (0..n)
+        .map(|i| format!("[[account]]\nid = \"{:012}\"\n", 500_000_000_000 + i))
+        .collect();
+    config::parse("bench-accounts.toml", &text).expect("accounts")
+}
+
+fn engine(org: &FakeOrg, db: &std::path::Path, options: RunOptions) -> Engine<FakeOrg> {
+    Engine {
+        connector: org.clone(),
+        store: StoreHandle::spawn(Store::open(db).expect("open store")),
+        reporter: Arc::new(Silent),
+        options,
+        cancel: Cancel::new(),
+    }
+}
+
+fn count(db: &std::path::Path, sql: &str) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
+}
+
+fn scan_org(args: &[String]) {
+    let (n, users, groups, latency, concurrency) = (
+        arg(args, 0, 1000),
+        arg(args, 1, 1000),
+        arg(args, 2, 100),
+        arg(args, 3, 50),
+        arg(args, 4, 64),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    let org = FakeOrg::new();
+    org.set_synthetic(Some(Synthetic {
+        users: users as usize,
+        groups: groups as usize,
+    }));
+    org.set_latency(Duration::from_millis(latency));
+    let file = accounts(n);
+    let options = RunOptions {
+        concurrency: concurrency as usize,
+        ..RunOptions::default()
+    };
+    let e = engine(&org, &db, options);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let start = Instant::now();
+    let result = rt.block_on(e.scan(&file)).unwrap();
+    let wall = start.elapsed().as_secs_f64();
+    let findings = count(&db, "SELECT count(*) FROM findings");
+    let calls = count(&db, "SELECT sum(calls) FROM api_calls");
+    let done = count(
+        &db,
+        "SELECT count(*) FROM run_accounts WHERE status = 'completed'",
+    );
+    println!(
+        "{{\"scenario\":\"scan-org\",\"accounts\":{n},\"users_per_account\":{users},\"latency_ms\":{latency},\"concurrency\":{concurrency},\"status\":\"{}\",\"accounts_completed\":{done},\"findings_in_db\":{findings},\"calls\":{calls},\"wall_s\":{wall:.2},\"peak_rss_mib\":{:.1}}}",
+        result.status,
+        peak_rss_mib()
+    );
+}
+
+fn throttle(args: &[String]) {
+    let (n, users, per_user, limit, pace) = (
+        arg(args, 0, 100),
+        arg(args, 1, 40),
+        arg(args, 2, 5),
+        arg(args, 3, 10),
+        arg(args, 4, 10),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    let org = FakeOrg::new();
+    let file = accounts(n);
+    for t in &file.accounts {
+        let a = t.id.as_str();
+        let policies: Vec<String> = (0..per_user)
+            .map(|p| format!("arn:aws:iam::{a}:policy/P{p}"))
+            .collect();
+        let refs: Vec<&str> = policies.iter().map(String::as_str).collect();
+        org.add_group(a, "ops", &refs);
+        for u in 0..users {
+            org.add_user(a, &format!("user{u:04}"), &["ops"], &refs);
+        }
+    }
+    org.set_rate_limit(Some(limit as u32));
+    org.set_latency(Duration::from_millis(20));
+    let options = RunOptions {
+        // Every account in flight at once.
+        concurrency: n as usize,
+        calls: CallPolicy {
+            retry: RetryPolicy::default(),
+            rate: (pace > 0).then_some(pace as f64),
+        },
+        ..RunOptions::default()
+    };
+    let e = engine(&org, &db, options);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let start = Instant::now();
+    let scan = rt.block_on(e.scan(&file)).unwrap();
+    let scan_wall = start.elapsed().as_secs_f64();
+    let throttled_scan = org.throttled_calls();
+    let start = Instant::now();
+    let apply = rt
+        .block_on(e.apply_run(scan.run_id, &file, file.accounts.clone()))
+        .unwrap();
+    let apply_wall = start.elapsed().as_secs_f64();
+    let apply_calls = count(
+        &db,
+        &format!(
+            "SELECT sum(calls) FROM api_calls WHERE run_id = {}",
+            apply.run_id
+        ),
+    );
+    let max_account_calls = count(
+        &db,
+        &format!(
+            "SELECT max(c) FROM (SELECT sum(calls) AS c FROM api_calls WHERE run_id = {} GROUP BY account_id)",
+            apply.run_id
+        ),
+    );
+    let throttled_apply = org.throttled_calls() - throttled_scan;
+    let detached = count(
+        &db,
+        "SELECT count(*) FROM actions WHERE status = 'detached'",
+    );
+    let done = count(
+        &db,
+        &format!(
+            "SELECT count(*) FROM run_accounts WHERE run_id = {} AND status = 'completed'",
+            apply.run_id
+        ),
+    );
+    let all_calls: u64 = file
+        .accounts
+        .iter()
+        .map(|t| org.total_calls(t.id.as_str()))
+        .sum();
+    // The throttle's own bound: the calls one account needs, at `limit` per second.
+    let bound = max_account_calls as f64 / limit as f64;
+    println!(
+        "{{\"scenario\":\"throttle\",\"accounts\":{n},\"detaches_per_account\":{},\"limit_per_s\":{limit},\"pace_per_s\":{pace},\"scan_status\":\"{}\",\"apply_status\":\"{}\",\"accounts_completed\":{done},\"detached\":{detached},\"calls\":{all_calls},\"throttled\":{},\"throttled_pct\":{:.2},\"scan_wall_s\":{scan_wall:.2},\"apply_wall_s\":{apply_wall:.2},\"apply_calls\":{apply_calls},\"apply_bound_s\":{bound:.2},\"apply_ratio\":{:.3},\"peak_rss_mib\":{:.1}}}",
+        users * per_user,
+        scan.status,
+        apply.status,
+        throttled_scan + throttled_apply,
+        100.0 * (throttled_scan + throttled_apply) as f64 / all_calls as f64,
+        apply_wall / bound,
+        peak_rss_mib()
+    );
+    let _ = Op::ALL;
+}
+
+fn sqlite(args: &[String]) {
+    let (n, per) = (arg(args, 0, 1000), arg(args, 1, 1000));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    let file = accounts(n);
+    let mut store = Store::open(&db).unwrap();
+    let run = store
+        .create_run(RunKind::Scan, None, &file, &file.accounts, "{}")
+        .unwrap();
+    let batches: Vec<(AccountId, AccountFindings)> = file
+        .accounts
+        .iter()
+        .map(|t| {
+            let a = t.id.as_str();
+            let findings = (0..per)
+                .map(|i| Finding {
+                    user_name: UserName::new(format!("user{i:05}")),
+                    user_arn: format!("arn:aws:iam::{a}:user/user{i:05}"),
+                    policy_arn: PolicyArn::new(format!("arn:aws:iam::{a}:policy/P{:04}", i % 200)),
+                    policy_name: format!("P{:04}", i % 200),
+                    kind: if i % 2 == 0 {
+                        FindingKind::RedundantDirect
+                    } else {
+                        FindingKind::DirectOnly
+                    },
+                    covering_groups: if i % 2 == 0 {
+                        vec![format!("group{:04}", i % 100)]
+                    } else {
+                        vec![]
+                    },
+                })
+                .collect();
+            (
+                t.id.clone(),
+                AccountFindings {
+                    users_seen: per,
+                    groups_seen: 100,
+                    users_excluded: 0,
+                    findings,
+                },
+            )
+        })
+        .collect();
+    let calls = iamsweep::calls::CallCounts::default();
+    let start = Instant::now();
+    for (id, f) in &batches {
+        store
+            .record_scan(
+                run,
+                id,
+                f,
+                &calls,
+                iamsweep::store::AccountStatus::Completed,
+            )
+            .unwrap();
+    }
+    let write = start.elapsed().as_secs_f64();
+    drop(batches);
+    drop(store);
+    let store = Store::open_read_only(&db).unwrap().unwrap();
+    let start = Instant::now();
+    let rows = store.report(run).unwrap();
+    let report = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let h = store
+        .history(&HistoryFilter {
+            account: Some(file.accounts[n as usize / 2].id.to_string()),
+            user: Some("user00042".into()),
+            ..HistoryFilter::default()
+        })
+        .unwrap();
+    let history = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let open: i64 = count(
+        &db,
+        "SELECT count(*) FROM open_findings WHERE account_id = '500000000500'",
+    );
+    let open_q = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"scenario\":\"sqlite\",\"findings\":{},\"write_s\":{write:.2},\"report_rows\":{},\"report_query_s\":{report:.2},\"history_rows\":{},\"history_query_s\":{history:.3},\"open_findings_one_account\":{open},\"open_findings_query_s\":{open_q:.3},\"db_mib\":{:.0},\"peak_rss_mib\":{:.1}}}",
+        n * per,
+        rows.len(),
+        h.len(),
+        std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0,
+        peak_rss_mib()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("scan-org") => scan_org(&args[1..]),
+        Some("throttle") => throttle(&args[1..]),
+        Some("sqlite") => sqlite(&args[1..]),
+        _ => eprintln!("usage: sim scan-org|throttle|sqlite [ARGS] (see benches/sim.rs)"),
+    }
+}

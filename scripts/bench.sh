@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Benchmarks (BENCHMARKS.md): release build, then
+#   target 2: moto, ACCOUNTS x USERS seeded once; iamsweep's scan against a boto3 script that
+#             only fetches the GetAccountAuthorizationDetails pages (the floor) and one that
+#             lists per user (the naive scan);
+#   targets 3-5: the simulated organization on the in-memory fake (benches/sim.rs).
+# Prints one table. Takes a few minutes (seeding moto is the slow part; a cold release build
+# adds ~13 min). Environment: BENCH_ACCOUNTS (10), BENCH_USERS (1000).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/moto.sh
+
+ACCOUNTS="${BENCH_ACCOUNTS:-10}"
+USERS="${BENCH_USERS:-1000}"
+FIRST=400000000000
+OUT="$PWD/target/bench"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+
+echo "building (release)..." >&2
+cargo build --release --locked --quiet
+cargo bench --locked --bench sim --no-run --quiet 2>/dev/null || cargo bench --locked --bench sim --no-run
+SIM="$(ls -t target/release/deps/sim-* | grep -v '\.d$' | head -n 1)"
+BIN="$PWD/target/release/iamsweep"
+
+moto_start
+moto_env
+PY="$VENV/bin/python"
+
+echo "seeding moto: $ACCOUNTS accounts x $USERS users..." >&2
+seed_start=$(date +%s)
+(cd scripts/bench && "$PY" seed_moto.py "$MOTO_URL" "$FIRST" "$ACCOUNTS" "$USERS" $((USERS / 2)) 10 2>/dev/null)
+echo "seeded in $(( $(date +%s) - seed_start )) s" >&2
+
+"$PY" - "$FIRST" "$ACCOUNTS" > "$OUT/accounts.toml" <<'PY'
+import sys
+first, n = int(sys.argv[1]), int(sys.argv[2])
+for i in range(n):
+    print(f'[[account]]\nid = "{first + i:012d}"\n')
+PY
+
+echo "target 2: contenders on moto..." >&2
+export AWS_ENDPOINT_URL="$MOTO_URL"
+for round in 1 2; do
+    rm -f "$OUT"/scan.db*
+    "$PY" scripts/bench/measure.py "iamsweep scan (SQLite included)" \
+        "$BIN" --db "$OUT/scan.db" --accounts "$OUT/accounts.toml" --concurrency "$ACCOUNTS" scan >> "$RESULTS"
+    "$PY" scripts/bench/measure.py "boto3: GAAD pages only (floor)" \
+        "$PY" scripts/bench/gaad_only.py "$MOTO_URL" "$FIRST" "$ACCOUNTS" >> "$RESULTS"
+done
+"$PY" scripts/bench/measure.py "boto3: per-user listing" \
+    "$PY" scripts/bench/per_user.py "$MOTO_URL" "$FIRST" "$ACCOUNTS" >> "$RESULTS"
+"$PY" - "$OUT/scan.db" >> "$RESULTS" <<'PY'
+import json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+calls = c.execute("SELECT sum(calls) FROM api_calls").fetchone()[0]
+print(json.dumps({"contender": "iamsweep scan calls (from its database)", "calls": calls}))
+PY
+moto_stop
+
+echo "targets 3-5: simulated organization..." >&2
+"$SIM" scan-org 1000 1000 100 50 64 >> "$RESULTS"
+"$SIM" throttle 100 40 5 10 9 >> "$RESULTS"
+"$SIM" sqlite 1000 1000 >> "$RESULTS"
+
+"$PY" scripts/bench/table.py "$RESULTS" "$ACCOUNTS" "$USERS"
