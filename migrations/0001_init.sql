@@ -69,6 +69,7 @@ CREATE TABLE findings (
     -- JSON array of group names that grant the same policy ARN (empty for direct_only).
     covering_groups TEXT NOT NULL DEFAULT '[]',
     FOREIGN KEY (run_id, account_id) REFERENCES run_accounts (run_id, account_id),
+    -- Also the index for reading a run's findings in report order.
     UNIQUE (run_id, account_id, user_name, policy_arn)
 );
 
@@ -107,8 +108,6 @@ CREATE TABLE actions (
     undoes            INTEGER REFERENCES actions (id)
 );
 
-CREATE INDEX findings_by_run ON findings (run_id, account_id, kind);
-CREATE INDEX findings_by_user ON findings (account_id, user_name, policy_arn);
 CREATE INDEX actions_by_run ON actions (run_id, account_id, status);
 CREATE INDEX actions_by_finding_run ON actions (finding_id, run_id);
 CREATE INDEX actions_by_finding ON actions (finding_id);

@@ -97,12 +97,15 @@ impl Store {
                 known,
             });
         }
-        // WAL lets report/runs/history read while a run writes. FULL sync: the journal's intent
-        // row must survive a power loss, not only a crash, before the AWS call is made.
+        // WAL lets report/runs/history read while a run writes. NORMAL sync survives a crash
+        // of the process; journal intents are written with FULL sync (see `durably`) so they
+        // also survive a power loss before the AWS call is made.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| open_err(describe(&e)))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // 32 MiB of page cache: index pages of a million findings stay in memory.
+        conn.pragma_update(None, "cache_size", -32768)?;
         if version < known {
             let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
             migrations.to_latest(&mut conn).map_err(|e| match e {
@@ -156,6 +159,7 @@ impl Store {
             Err(e) => return Err(open_err(&e)),
         };
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "cache_size", -32768)?;
         let (app_id, version) = ids;
         let known = MIGRATIONS.len() as i64;
         if app_id != APPLICATION_ID {
@@ -392,8 +396,25 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Writes and commits an action's intent; returns its id. Called before the AWS call.
+    /// Runs `f` with `synchronous=FULL`: its commit is on disk, not only in the OS cache,
+    /// when it returns (the WAL is synced, with every commit before it).
+    fn durably<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        let result = f(self);
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        result
+    }
+
+    /// Writes and commits an action's intent, durably; returns its id. Called before the AWS
+    /// call.
     pub fn journal_intent(&mut self, intent: &Intent) -> Result<i64, StoreError> {
+        self.durably(|s| s.insert_intent(intent))
+    }
+
+    fn insert_intent(&mut self, intent: &Intent) -> Result<i64, StoreError> {
         self.conn.execute(
             "INSERT INTO actions (run_id, finding_id, account_id, user_name, policy_arn, operation,
                                   status, covering_group, intent_at, undoes)
@@ -944,45 +965,55 @@ impl Store {
         };
         let action_run: Option<i64> = (run.kind != "scan").then_some(run_id);
         let mut stmt = self.conn.prepare(
-            "SELECT f.id, f.account_id, a.account_name, f.user_name, f.user_arn, f.policy_arn,
+            "SELECT f.id, f.account_id, f.user_name, f.user_arn, f.policy_arn,
                     f.policy_name, f.kind, f.covering_groups,
                     x.id, x.run_id, x.status, x.reason, x.covering_group, x.request_id,
                     x.error_code, x.error_message, x.finished_at
              FROM findings f
-             JOIN run_accounts a ON a.run_id = f.run_id AND a.account_id = f.account_id
              LEFT JOIN actions x ON x.id = (
                  SELECT max(y.id) FROM actions y
                  WHERE y.finding_id = f.id AND (?2 IS NULL OR y.run_id = ?2))
              WHERE f.run_id = ?1
-             ORDER BY a.position, f.user_name, f.policy_arn",
+             ORDER BY f.account_id, f.user_name, f.policy_arn",
         )?;
+        let names: std::collections::HashMap<String, Option<String>> = self
+            .conn
+            .prepare("SELECT account_id, account_name FROM run_accounts WHERE run_id = ?1")?
+            .query_map(params![findings_run], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
         let rows = stmt.query_map(params![findings_run, action_run], |r| {
-            let groups: String = r.get(8)?;
-            let action_id: Option<i64> = r.get(9)?;
+            let groups = r.get_ref(7)?.as_str()?;
+            let covering_groups = if groups == "[]" {
+                Vec::new()
+            } else {
+                serde_json::from_str(groups).unwrap_or_default()
+            };
+            let action_id: Option<i64> = r.get(8)?;
             let action = match action_id {
                 Some(id) => Some(ActionSummary {
                     id,
-                    run_id: r.get(10)?,
-                    status: r.get(11)?,
-                    reason: r.get(12)?,
-                    covering_group: r.get(13)?,
-                    request_id: r.get(14)?,
-                    error_code: r.get(15)?,
-                    error_message: r.get(16)?,
-                    finished_at: r.get(17)?,
+                    run_id: r.get(9)?,
+                    status: r.get(10)?,
+                    reason: r.get(11)?,
+                    covering_group: r.get(12)?,
+                    request_id: r.get(13)?,
+                    error_code: r.get(14)?,
+                    error_message: r.get(15)?,
+                    finished_at: r.get(16)?,
                 }),
                 None => None,
             };
+            let account_id: String = r.get(1)?;
             Ok(FindingRow {
                 finding_id: r.get(0)?,
-                account_id: r.get(1)?,
-                account_name: r.get(2)?,
-                user_name: r.get(3)?,
-                user_arn: r.get(4)?,
-                policy_arn: r.get(5)?,
-                policy_name: r.get(6)?,
-                kind: r.get(7)?,
-                covering_groups: serde_json::from_str(&groups).unwrap_or_default(),
+                account_name: names.get(&account_id).cloned().flatten(),
+                account_id,
+                user_name: r.get(2)?,
+                user_arn: r.get(3)?,
+                policy_arn: r.get(4)?,
+                policy_name: r.get(5)?,
+                kind: r.get(6)?,
+                covering_groups,
                 action,
             })
         })?;
