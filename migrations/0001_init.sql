@@ -29,6 +29,9 @@ CREATE TABLE run_accounts (
     target_json       TEXT NOT NULL,
     role_arn          TEXT,
     session_name      TEXT,
+    -- Where the account came from: NULL for accounts.toml, else its OU path in the
+    -- organization (Root/Prod/Web).
+    origin            TEXT,
     status            TEXT NOT NULL CHECK (status IN
                           ('pending', 'scanned', 'completed', 'failed', 'stopped')),
     error_code        TEXT,

@@ -10,9 +10,11 @@ use crate::calls::{CallPolicy, RetryPolicy};
 use crate::cancel::Cancel;
 use crate::cli::{ApplyArgs, Cli, Command};
 use crate::config::{self, AccountTarget, AccountsFile, ConfigError};
+use crate::doctor;
 use crate::events::{Event, Reporter};
 use crate::filters::{Filters, Patterns};
 use crate::lock::{LockError, RunLock};
+use crate::organization;
 use crate::progress;
 use crate::report;
 use crate::run::{Engine, RunOptions, RunResult};
@@ -56,10 +58,11 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
     let mut out = std::io::stdout().lock();
     match &cli.command {
         Command::Scan => {
-            let file = config::load(&cli.accounts)?;
+            let mut file = config::load(&cli.accounts)?;
             let work = Work::start(&cli)?;
             let engine =
                 engine(&cli, &work, options(&cli, ApplyOptions::default()), cancel).await?;
+            resolve_accounts(&engine.connector, &mut file).await?;
             let result = engine.scan(&file).await?;
             finish(&cli, &work.store, &result, &mut out, "report").await
         }
@@ -116,6 +119,33 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
             };
             let _ = out.write_all(report::history(&rows, *format).as_bytes());
             Ok(exit::OK)
+        }
+        Command::Accounts { format } => {
+            let mut file = config::load(&cli.accounts)?;
+            if file.organization.is_some() {
+                resolve_accounts(&connector(&cli).await?, &mut file).await?;
+            }
+            let _ = out.write_all(report::accounts(&file.accounts, *format).as_bytes());
+            Ok(exit::OK)
+        }
+        Command::Doctor { apply } => {
+            let mut file = config::load(&cli.accounts)?;
+            let connector = connector(&cli).await?;
+            resolve_accounts(&connector, &mut file).await?;
+            let checks = doctor::check(
+                &connector,
+                &file.accounts,
+                *apply,
+                cli.concurrency as usize,
+                options(&cli, ApplyOptions::default()).calls,
+            )
+            .await;
+            let _ = out.write_all(report::doctor(&checks).as_bytes());
+            Ok(if checks.iter().all(|c| c.ok()) {
+                exit::OK
+            } else {
+                exit::FAILURES
+            })
         }
         Command::Runs { format } => {
             let runs = match Store::open_read_only(&cli.db)? {
@@ -280,17 +310,45 @@ fn options(cli: &Cli, apply: ApplyOptions) -> RunOptions {
     }
 }
 
+async fn connector(cli: &Cli) -> Result<SdkConnector, AppError> {
+    Ok(SdkConnector::load(&SdkSettings {
+        endpoint_url: cli.endpoint_url.clone(),
+        profile: cli.profile.clone(),
+    })
+    .await?)
+}
+
+/// With `[organization]`, replaces the file's accounts by the discovered and merged list.
+async fn resolve_accounts(
+    connector: &SdkConnector,
+    file: &mut AccountsFile,
+) -> Result<(), AppError> {
+    let Some(spec) = file.organization.clone() else {
+        return Ok(());
+    };
+    let reader = connector
+        .organization(&spec)
+        .await
+        .map_err(|e| AppError::Usage(format!("cannot read the organization: {e}")))?;
+    file.accounts = organization::resolve(file, Some(&reader))
+        .await
+        .map_err(|e| AppError::Usage(e.to_string()))?;
+    if file.accounts.is_empty() {
+        return Err(AppError::Usage(format!(
+            "{}: the [organization] filters select no account (see `iamsweep accounts`)",
+            file.path
+        )));
+    }
+    Ok(())
+}
+
 async fn engine(
     cli: &Cli,
     work: &Work,
     options: RunOptions,
     cancel: Cancel,
 ) -> Result<Engine<SdkConnector>, AppError> {
-    let connector = SdkConnector::load(&SdkSettings {
-        endpoint_url: cli.endpoint_url.clone(),
-        profile: cli.profile.clone(),
-    })
-    .await?;
+    let connector = connector(cli).await?;
     Ok(Engine {
         connector,
         store: work.store.clone(),
@@ -424,10 +482,13 @@ async fn apply(
             only_policies: patterns(&args.only_policies, "only-policy")?,
         },
     };
-    let file = config::load(&cli.accounts)?;
+    let mut file = config::load(&cli.accounts)?;
     let work = Work::start(cli)?;
     let store = work.store.clone();
     let engine = engine(cli, &work, self::options(cli, options), cancel).await?;
+    if args.run.is_none() {
+        resolve_accounts(&engine.connector, &mut file).await?;
+    }
 
     let source = match args.run {
         Some(id) => Some(id),

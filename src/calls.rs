@@ -285,6 +285,18 @@ impl<I: Iam> Metered<I> {
             .await
     }
 
+    pub async fn simulate(
+        &self,
+        principal_arn: &str,
+        actions: &[String],
+    ) -> Result<Vec<crate::aws::Decision>, AwsError> {
+        self.meter
+            .call(Op::SimulatePrincipalPolicy, || {
+                self.inner.simulate(principal_arn, actions)
+            })
+            .await
+    }
+
     pub async fn attach_user_policy(
         &self,
         user: &UserName,

@@ -91,6 +91,19 @@ pub enum Command {
         #[arg(long, requires = "apply")]
         yes: bool,
     },
+    /// The accounts a run would work on (accounts.toml, and [organization] discovery), without
+    /// scanning: id, name, OU path, role.
+    Accounts {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// For each account, try the role and the reads the scan needs (and with --apply, whether
+    /// the role may detach and attach); changes nothing.
+    Doctor {
+        /// Also check the permissions apply and rollback need (IAM policy simulator).
+        #[arg(long)]
+        apply: bool,
+    },
     /// Every change iamsweep made or attempted, oldest first.
     History {
         /// Only this account id.

@@ -22,6 +22,10 @@ pub struct AccountTarget {
     pub partition: Partition,
     pub access: Access,
     pub filters: Filters,
+    /// Where the account came from: `None` for accounts.toml, the OU path
+    /// (`Root/Prod/Web`) for an account discovered in the organization.
+    #[serde(default)]
+    pub origin: Option<String>,
 }
 
 /// How iamsweep gets credentials for an account.
@@ -62,12 +66,70 @@ impl AccountTarget {
     }
 }
 
-/// The parsed accounts file: its text (kept with each run) and the resolved accounts.
+/// The parsed accounts file: its text (kept with each run), the accounts it lists, and the
+/// organization to discover more from.
 #[derive(Clone, Debug)]
 pub struct AccountsFile {
     pub path: String,
     pub text: String,
+    /// The `[[account]]` entries (after `organization::resolve`, every account to work on).
     pub accounts: Vec<AccountTarget>,
+    pub organization: Option<OrgSpec>,
+    defaults: RawDefaults,
+}
+
+/// `[organization]`: discover the accounts from AWS Organizations.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OrgSpec {
+    /// Read the organization through this role (default: the base credentials).
+    pub management_role_arn: Option<String>,
+    pub external_id: Option<String>,
+    /// Only accounts under these OUs (or roots), children included; empty: all.
+    pub include_ous: Vec<String>,
+    /// Never accounts under these OUs, children included.
+    pub exclude_ous: Vec<String>,
+    pub exclude_accounts: Vec<AccountId>,
+    /// Also accounts that are not `ACTIVE` (suspended, pending closure).
+    pub include_inactive: bool,
+}
+
+impl AccountsFile {
+    /// An accounts file as a run stored it: its text and the accounts the run worked on.
+    pub fn stored(path: String, text: String, accounts: Vec<AccountTarget>) -> Self {
+        Self {
+            path,
+            text,
+            accounts,
+            organization: None,
+            defaults: RawDefaults::default(),
+        }
+    }
+
+    /// The target for an account discovered in the organization: `[defaults]` applied, as if
+    /// it were listed with only its id and name.
+    pub fn discovered(
+        &self,
+        id: &AccountId,
+        name: &str,
+        origin: &str,
+    ) -> Result<AccountTarget, ConfigError> {
+        let raw = RawAccount {
+            id: Spanned::new(0..0, id.to_string()),
+            name: Some(Spanned::new(0..0, name.to_owned())),
+            role_arn: None,
+            role_name: None,
+            external_id: None,
+            session_name: None,
+            partition: None,
+            assume_role: None,
+            exclude_users: None,
+            exclude_policies: None,
+            only_policies: None,
+        };
+        let mut target = resolve_account(&self.path, &self.text, raw, &self.defaults)?;
+        target.origin = Some(origin.to_owned());
+        Ok(target)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,10 +157,23 @@ struct RawFile {
     #[serde(default)]
     defaults: Option<RawDefaults>,
     #[serde(default)]
+    organization: Option<Spanned<RawOrganization>>,
+    #[serde(default)]
     account: Vec<Spanned<RawAccount>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrganization {
+    management_role_arn: Option<Spanned<String>>,
+    external_id: Option<Spanned<String>>,
+    include_ous: Option<Spanned<Vec<String>>>,
+    exclude_ous: Option<Spanned<Vec<String>>>,
+    exclude_accounts: Option<Spanned<Vec<String>>>,
+    include_inactive: Option<bool>,
+}
+
+#[derive(Deserialize, Default, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
     role_name: Option<Spanned<String>>,
@@ -145,10 +220,14 @@ pub fn parse(path: &str, text: &str) -> Result<AccountsFile, ConfigError> {
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| err(e.span(), e.message().to_owned()))?;
     let defaults = raw.defaults.unwrap_or_default();
-    if raw.account.is_empty() {
+    let organization = raw
+        .organization
+        .map(|o| parse_organization(path, text, o))
+        .transpose()?;
+    if raw.account.is_empty() && organization.is_none() {
         return Err(err(
             None,
-            "no accounts: add at least one [[account]] table with an `id`".into(),
+            "no accounts: add at least one [[account]] table with an `id`, or an [organization] table".into(),
         ));
     }
 
@@ -157,141 +236,253 @@ pub fn parse(path: &str, text: &str) -> Result<AccountsFile, ConfigError> {
     for entry in raw.account {
         let a = entry.into_inner();
         let id_span = a.id.span();
-        let id = AccountId::parse(a.id.get_ref())
-            .map_err(|m| err(Some(id_span.clone()), format!("key `id`: {m}")))?;
         let line = line_of(text, id_span.start);
-        if let Some(first) = seen.insert(id.to_string(), line) {
+        let target = resolve_account(path, text, a, &defaults)?;
+        if let Some(first) = seen.insert(target.id.to_string(), line) {
             return Err(err(
                 Some(id_span),
-                format!("key `id`: duplicate account id {id} (first listed at line {first})"),
+                format!(
+                    "key `id`: duplicate account id {} (first listed at line {first})",
+                    target.id
+                ),
             ));
         }
-
-        let pick = |own: &Option<Spanned<String>>, def: &Option<Spanned<String>>| {
-            own.as_ref().or(def.as_ref()).cloned()
-        };
-        let partition = match pick(&a.partition, &defaults.partition) {
-            Some(p) => Partition::parse(p.get_ref())
-                .map_err(|m| err(Some(p.span()), format!("key `partition`: {m}")))?,
-            None => Partition::Aws,
-        };
-        let assume_role = a
-            .assume_role
-            .as_ref()
-            .or(defaults.assume_role.as_ref())
-            .is_none_or(|b| *b.get_ref());
-
-        let access = if assume_role {
-            let session = pick(&a.session_name, &defaults.session_name);
-            let session_name = match session {
-                Some(s) => {
-                    check_session_name(s.get_ref())
-                        .map_err(|m| err(Some(s.span()), format!("key `session_name`: {m}")))?;
-                    s.into_inner()
-                }
-                None => DEFAULT_SESSION_NAME.to_owned(),
-            };
-            let external_id = match pick(&a.external_id, &defaults.external_id) {
-                Some(x) => {
-                    check_external_id(x.get_ref())
-                        .map_err(|m| err(Some(x.span()), format!("key `external_id`: {m}")))?;
-                    Some(x.into_inner())
-                }
-                None => None,
-            };
-            let role_arn = match (&a.role_arn, pick(&a.role_name, &defaults.role_name)) {
-                (Some(arn), _) => {
-                    let (arn_partition, arn_account) = check_role_arn(arn.get_ref())
-                        .map_err(|m| err(Some(arn.span()), format!("key `role_arn`: {m}")))?;
-                    if arn_account != id.as_str() {
-                        return Err(err(
-                            Some(arn.span()),
-                            format!(
-                                "key `role_arn`: the role is in account {arn_account}, not in account {id}"
-                            ),
-                        ));
-                    }
-                    if arn_partition != partition {
-                        return Err(err(
-                            Some(arn.span()),
-                            format!(
-                                "key `role_arn`: the role is in partition {arn_partition}, but the account's partition is {partition}"
-                            ),
-                        ));
-                    }
-                    arn.get_ref().clone()
-                }
-                (None, name) => {
-                    let name = match name {
-                        Some(n) => {
-                            check_role_name(n.get_ref()).map_err(|m| {
-                                err(Some(n.span()), format!("key `role_name`: {m}"))
-                            })?;
-                            n.into_inner()
-                        }
-                        None => DEFAULT_ROLE_NAME.to_owned(),
-                    };
-                    format!("arn:{partition}:iam::{id}:role/{name}")
-                }
-            };
-            Access::AssumeRole {
-                role_arn,
-                external_id,
-                session_name,
-            }
-        } else {
-            for (key, present) in [
-                ("role_arn", a.role_arn.as_ref().map(|s| s.span())),
-                ("role_name", a.role_name.as_ref().map(|s| s.span())),
-                ("external_id", a.external_id.as_ref().map(|s| s.span())),
-            ] {
-                if let Some(span) = present {
-                    return Err(err(
-                        Some(span),
-                        format!(
-                            "key `{key}`: not used with `assume_role = false` (the base credentials are used as they are); remove one of the two"
-                        ),
-                    ));
-                }
-            }
-            Access::BaseCredentials
-        };
-
-        let list = |own: Option<Spanned<Vec<String>>>,
-                    def: &Option<Spanned<Vec<String>>>,
-                    key: &str|
-         -> Result<Patterns, ConfigError> {
-            match own.or_else(|| def.clone()) {
-                Some(v) => {
-                    let span = v.span();
-                    Patterns::new(v.into_inner())
-                        .map_err(|m| err(Some(span), format!("key `{key}`: {m}")))
-                }
-                None => Ok(Patterns::default()),
-            }
-        };
-        let filters = Filters {
-            exclude_users: list(a.exclude_users, &defaults.exclude_users, "exclude_users")?,
-            exclude_policies: list(
-                a.exclude_policies,
-                &defaults.exclude_policies,
-                "exclude_policies",
-            )?,
-            only_policies: list(a.only_policies, &defaults.only_policies, "only_policies")?,
-        };
-        let name = a.name.map(Spanned::into_inner).filter(|n| !n.is_empty());
-        accounts.push(AccountTarget {
-            id,
-            name,
-            partition,
-            access,
-            filters,
-        });
+        accounts.push(target);
     }
-    Ok(AccountsFile {
+    let file = AccountsFile {
         path: path.to_owned(),
         text: text.to_owned(),
         accounts,
+        organization,
+        defaults,
+    };
+    if file.accounts.is_empty() {
+        // Check `[defaults]` now, not at the first discovered account.
+        file.discovered(&AccountId::parse("000000000000").expect("valid"), "", "")?;
+    }
+    Ok(file)
+}
+
+fn parse_organization(
+    path: &str,
+    text: &str,
+    raw: Spanned<RawOrganization>,
+) -> Result<OrgSpec, ConfigError> {
+    let err = |span: Range<usize>, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: line_of(text, span.start),
+        message,
+    };
+    let o = raw.into_inner();
+    let management_role_arn = match o.management_role_arn {
+        Some(arn) => {
+            check_role_arn(arn.get_ref())
+                .map_err(|m| err(arn.span(), format!("key `management_role_arn`: {m}")))?;
+            Some(arn.into_inner())
+        }
+        None => None,
+    };
+    let external_id = match o.external_id {
+        Some(x) => {
+            check_external_id(x.get_ref())
+                .map_err(|m| err(x.span(), format!("key `external_id`: {m}")))?;
+            Some(x.into_inner())
+        }
+        None => None,
+    };
+    let ous = |list: Option<Spanned<Vec<String>>>, key: &str| -> Result<Vec<String>, ConfigError> {
+        let Some(list) = list else {
+            return Ok(Vec::new());
+        };
+        let span = list.span();
+        for ou in list.get_ref() {
+            check_ou_id(ou).map_err(|m| err(span.clone(), format!("key `{key}`: {m}")))?;
+        }
+        Ok(list.into_inner())
+    };
+    let exclude_accounts = match o.exclude_accounts {
+        Some(list) => {
+            let span = list.span();
+            list.into_inner()
+                .iter()
+                .map(|id| {
+                    AccountId::parse(id)
+                        .map_err(|m| err(span.clone(), format!("key `exclude_accounts`: {m}")))
+                })
+                .collect::<Result<_, _>>()?
+        }
+        None => Vec::new(),
+    };
+    Ok(OrgSpec {
+        management_role_arn,
+        external_id,
+        include_ous: ous(o.include_ous, "include_ous")?,
+        exclude_ous: ous(o.exclude_ous, "exclude_ous")?,
+        exclude_accounts,
+        include_inactive: o.include_inactive.unwrap_or(false),
+    })
+}
+
+/// `r-xxxx` (a root) or `ou-xxxx-xxxxxxxx` (an organizational unit).
+fn check_ou_id(id: &str) -> Result<(), String> {
+    let lower_alnum = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    let ok = match id.split('-').collect::<Vec<_>>()[..] {
+        ["r", rest] => (4..=32).contains(&rest.len()) && lower_alnum(rest),
+        ["ou", root, rest] => {
+            (4..=32).contains(&root.len())
+                && lower_alnum(root)
+                && (8..=32).contains(&rest.len())
+                && lower_alnum(rest)
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{id}` is not an OU or root id (expected ou-abcd-12345678 or r-abcd)"
+        ))
+    }
+}
+
+/// One `[[account]]` entry, with `[defaults]` applied.
+fn resolve_account(
+    path: &str,
+    text: &str,
+    a: RawAccount,
+    defaults: &RawDefaults,
+) -> Result<AccountTarget, ConfigError> {
+    let err = |span: Option<Range<usize>>, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: span.map_or(1, |s| line_of(text, s.start)),
+        message,
+    };
+    let id_span = a.id.span();
+    let id = AccountId::parse(a.id.get_ref())
+        .map_err(|m| err(Some(id_span.clone()), format!("key `id`: {m}")))?;
+    let pick = |own: &Option<Spanned<String>>, def: &Option<Spanned<String>>| {
+        own.as_ref().or(def.as_ref()).cloned()
+    };
+    let partition = match pick(&a.partition, &defaults.partition) {
+        Some(p) => Partition::parse(p.get_ref())
+            .map_err(|m| err(Some(p.span()), format!("key `partition`: {m}")))?,
+        None => Partition::Aws,
+    };
+    let assume_role = a
+        .assume_role
+        .as_ref()
+        .or(defaults.assume_role.as_ref())
+        .is_none_or(|b| *b.get_ref());
+
+    let access = if assume_role {
+        let session = pick(&a.session_name, &defaults.session_name);
+        let session_name = match session {
+            Some(s) => {
+                check_session_name(s.get_ref())
+                    .map_err(|m| err(Some(s.span()), format!("key `session_name`: {m}")))?;
+                s.into_inner()
+            }
+            None => DEFAULT_SESSION_NAME.to_owned(),
+        };
+        let external_id = match pick(&a.external_id, &defaults.external_id) {
+            Some(x) => {
+                check_external_id(x.get_ref())
+                    .map_err(|m| err(Some(x.span()), format!("key `external_id`: {m}")))?;
+                Some(x.into_inner())
+            }
+            None => None,
+        };
+        let role_arn = match (&a.role_arn, pick(&a.role_name, &defaults.role_name)) {
+            (Some(arn), _) => {
+                let (arn_partition, arn_account) = check_role_arn(arn.get_ref())
+                    .map_err(|m| err(Some(arn.span()), format!("key `role_arn`: {m}")))?;
+                if arn_account != id.as_str() {
+                    return Err(err(
+                        Some(arn.span()),
+                        format!(
+                            "key `role_arn`: the role is in account {arn_account}, not in account {id}"
+                        ),
+                    ));
+                }
+                if arn_partition != partition {
+                    return Err(err(
+                        Some(arn.span()),
+                        format!(
+                            "key `role_arn`: the role is in partition {arn_partition}, but the account's partition is {partition}"
+                        ),
+                    ));
+                }
+                arn.get_ref().clone()
+            }
+            (None, name) => {
+                let name = match name {
+                    Some(n) => {
+                        check_role_name(n.get_ref())
+                            .map_err(|m| err(Some(n.span()), format!("key `role_name`: {m}")))?;
+                        n.into_inner()
+                    }
+                    None => DEFAULT_ROLE_NAME.to_owned(),
+                };
+                format!("arn:{partition}:iam::{id}:role/{name}")
+            }
+        };
+        Access::AssumeRole {
+            role_arn,
+            external_id,
+            session_name,
+        }
+    } else {
+        for (key, present) in [
+            ("role_arn", a.role_arn.as_ref().map(|s| s.span())),
+            ("role_name", a.role_name.as_ref().map(|s| s.span())),
+            ("external_id", a.external_id.as_ref().map(|s| s.span())),
+        ] {
+            if let Some(span) = present {
+                return Err(err(
+                    Some(span),
+                    format!(
+                        "key `{key}`: not used with `assume_role = false` (the base credentials are used as they are); remove one of the two"
+                    ),
+                ));
+            }
+        }
+        Access::BaseCredentials
+    };
+
+    let list = |own: Option<Spanned<Vec<String>>>,
+                def: &Option<Spanned<Vec<String>>>,
+                key: &str|
+     -> Result<Patterns, ConfigError> {
+        match own.or_else(|| def.clone()) {
+            Some(v) => {
+                let span = v.span();
+                Patterns::new(v.into_inner())
+                    .map_err(|m| err(Some(span), format!("key `{key}`: {m}")))
+            }
+            None => Ok(Patterns::default()),
+        }
+    };
+    let filters = Filters {
+        exclude_users: list(a.exclude_users, &defaults.exclude_users, "exclude_users")?,
+        exclude_policies: list(
+            a.exclude_policies,
+            &defaults.exclude_policies,
+            "exclude_policies",
+        )?,
+        only_policies: list(a.only_policies, &defaults.only_policies, "only_policies")?,
+    };
+    let name = a.name.map(Spanned::into_inner).filter(|n| !n.is_empty());
+    Ok(AccountTarget {
+        id,
+        name,
+        partition,
+        access,
+        filters,
+        origin: None,
     })
 }
 
@@ -529,6 +720,40 @@ assume_role = false
     fn no_accounts_is_an_error() {
         let e = parse_err("[defaults]\nrole_name = \"x\"\n");
         assert!(e.contains("no accounts"), "{e}");
+    }
+
+    #[test]
+    fn organization_section_is_validated() {
+        let f = parse(
+            "accounts.toml",
+            "[organization]\nmanagement_role_arn = \"arn:aws:iam::999999999999:role/OrgReader\"\ninclude_ous = [\"ou-ab12-abcdefgh\", \"r-ab12\"]\nexclude_accounts = [\"111111111111\"]\n",
+        )
+        .unwrap();
+        let spec = f.organization.unwrap();
+        assert_eq!(spec.include_ous, ["ou-ab12-abcdefgh", "r-ab12"]);
+        assert_eq!(spec.exclude_accounts[0].as_str(), "111111111111");
+        assert!(!spec.include_inactive);
+        assert!(f.accounts.is_empty());
+        let e = parse_err("[organization]\ninclude_ous = [\"prod\"]\n");
+        assert!(
+            e.starts_with("accounts.toml:2: key `include_ous`: `prod` is not an OU"),
+            "{e}"
+        );
+        let e = parse_err("[organization]\nexclude_accounts = [\"12\"]\n");
+        assert!(
+            e.starts_with("accounts.toml:2: key `exclude_accounts`"),
+            "{e}"
+        );
+        let e = parse_err("[organization]\nmanagement_role_arn = \"nope\"\n");
+        assert!(
+            e.starts_with("accounts.toml:2: key `management_role_arn`"),
+            "{e}"
+        );
+        let e = parse_err("[organization]\nous = []\n");
+        assert!(e.starts_with("accounts.toml:2: "), "{e}");
+        // Defaults are checked even with no [[account]] to apply them to.
+        let e = parse_err("[defaults]\nrole_name = \"a b\"\n[organization]\n");
+        assert!(e.starts_with("accounts.toml:2: key `role_name`"), "{e}");
     }
 
     #[test]

@@ -426,6 +426,114 @@ mod tests {
     }
 }
 
+/// `accounts`: the resolved account list.
+pub fn accounts(targets: &[AccountTarget], format: Format) -> String {
+    let role = |t: &AccountTarget| match &t.access {
+        Access::AssumeRole { role_arn, .. } => role_arn.clone(),
+        Access::BaseCredentials => "(base credentials)".to_owned(),
+    };
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = targets
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "account_id": t.id,
+                        "name": t.name,
+                        "origin": t.origin,
+                        "role_arn": t.role_arn(),
+                        "partition": t.partition,
+                    })
+                })
+                .collect();
+            json(&rows)
+        }
+        Format::Csv => {
+            let cells: Vec<Vec<String>> = targets
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.to_string(),
+                        t.name.clone().unwrap_or_default(),
+                        t.origin.clone().unwrap_or_default(),
+                        t.role_arn().unwrap_or_default().to_owned(),
+                    ]
+                })
+                .collect();
+            csv(&["account_id", "name", "origin", "role_arn"], &cells)
+        }
+        Format::Table if targets.is_empty() => "no accounts selected\n".into(),
+        Format::Table => {
+            let cells: Vec<Vec<String>> = targets
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.to_string(),
+                        t.name.clone().unwrap_or_else(|| "-".into()),
+                        t.origin.clone().unwrap_or_else(|| "accounts.toml".into()),
+                        // The account is in the first column: show the role's name and path.
+                        role(t)
+                            .split_once(":role/")
+                            .map_or_else(|| role(t), |(_, name)| name.to_owned()),
+                    ]
+                })
+                .collect();
+            let mut out = table_fit(
+                &["ACCOUNT", "NAME", "ORIGIN", "ROLE"],
+                &cells,
+                &[],
+                &[12, 16, 24, 20],
+            );
+            out.push_str(&format!("{} accounts\n", targets.len()));
+            out
+        }
+    }
+}
+
+/// `doctor`: one line per account.
+pub fn doctor(checks: &[crate::doctor::Checkup]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let label = c.target.label();
+        let line = match (&c.connect, &c.read) {
+            (Err(e), _) => format!("FAIL  {label}: cannot use the role: {e}"),
+            (Ok(()), Some(Err(e))) => format!(
+                "FAIL  {label}: role ok, but the scan's read failed: {e} (the role needs iam:GetAccountAuthorizationDetails)"
+            ),
+            (Ok(()), _) => {
+                let write = match &c.write {
+                    Some(Ok(decisions)) if decisions.iter().all(|d| d.decision == "allowed") => {
+                        "; apply: allowed".to_owned()
+                    }
+                    Some(Ok(decisions)) => {
+                        let denied: Vec<String> = decisions
+                            .iter()
+                            .filter(|d| d.decision != "allowed")
+                            .map(|d| format!("{} ({})", d.action, d.decision))
+                            .collect();
+                        format!("; apply: DENIED {}", denied.join(", "))
+                    }
+                    Some(Err(e)) => format!("; apply: could not check ({e})"),
+                    None => match &c.write_unchecked {
+                        Some(why) => format!("; apply: {why}"),
+                        None => String::new(),
+                    },
+                };
+                let status = if c.ok() { "ok  " } else { "FAIL" };
+                format!("{status}  {label}: role ok, scan read ok{write}")
+            }
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let bad = checks.iter().filter(|c| !c.ok()).count();
+    out.push_str(&format!(
+        "{} accounts checked, {bad} with problems\n",
+        checks.len()
+    ));
+    out
+}
+
 /// `rollback ID --format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RollbackFormat {
@@ -699,6 +807,7 @@ mod snapshots {
                     session_name: "iamsweep".into(),
                 },
                 filters: Filters::default(),
+                origin: None,
             },
             AccountTarget {
                 id: AccountId::parse("222222222222").unwrap(),
@@ -706,6 +815,7 @@ mod snapshots {
                 partition: Partition::Aws,
                 access: Access::BaseCredentials,
                 filters: Filters::default(),
+                origin: None,
             },
         ]
     }
@@ -764,6 +874,7 @@ mod snapshots {
             finding_id: 1,
             account_id: "111111111111".into(),
             account_name: Some("prod".into()),
+            account_origin: None,
             user_name: user.into(),
             user_arn: format!("arn:aws:iam::111111111111:user/{user}"),
             policy_arn: policy.into(),
@@ -881,6 +992,7 @@ mod snapshots {
             finding_id: 1,
             account_id: "111111111111".into(),
             account_name: Some(long.into()),
+            account_origin: None,
             user_name: long.into(),
             user_arn: long.into(),
             policy_arn: format!("arn:aws:iam::111111111111:policy/{long}"),

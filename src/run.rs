@@ -139,11 +139,7 @@ impl<C: Connector> Engine<C> {
             .into_iter()
             .filter(|t| items.iter().any(|i| i.account_id == t.id.as_str()))
             .collect();
-        let file = AccountsFile {
-            path: inputs.0,
-            text: inputs.1,
-            accounts: targets.clone(),
-        };
+        let file = AccountsFile::stored(inputs.0, inputs.1, targets.clone());
         let run_id = self
             .create(RunKind::Rollback, Some(source), &file, &targets)
             .await?;

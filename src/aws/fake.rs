@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    AttachedPolicy, AuthDetailsPage, AwsError, Connector, ErrorKind, GroupDetail, Iam, Op, Page,
-    Receipt, UserDetail,
+    AttachedPolicy, AuthDetailsPage, AwsError, Connector, Decision, ErrorKind, GroupDetail, Iam,
+    Op, Page, Receipt, UserDetail,
 };
 use crate::config::AccountTarget;
 use crate::model::{AccountId, PolicyArn, UserName};
@@ -537,6 +537,24 @@ impl Iam for FakeIam {
                 Ok(Receipt {
                     request_id: Some(format!("fake-{seq:08}")),
                 })
+            })
+            .await
+    }
+
+    async fn simulate(
+        &self,
+        _principal_arn: &str,
+        actions: &[String],
+    ) -> Result<Vec<Decision>, AwsError> {
+        self.org
+            .serve(self.account(), Op::SimulatePrincipalPolicy, |_| {
+                Ok(actions
+                    .iter()
+                    .map(|a| Decision {
+                        action: a.clone(),
+                        decision: "allowed".into(),
+                    })
+                    .collect())
             })
             .await
     }

@@ -24,10 +24,23 @@ pub enum Op {
     ListAttachedGroupPolicies,
     DetachUserPolicy,
     AttachUserPolicy,
+    SimulatePrincipalPolicy,
+    ListRoots,
+    ListOrganizationalUnitsForParent,
+    ListAccountsForParent,
+}
+
+/// Which iamsweep command needs an IAM operation from the role it assumes in each account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needed {
+    /// `scan` (and `doctor`): every role needs it.
+    Scan,
+    /// `apply` and `rollback`: only the apply role needs it.
+    Apply,
 }
 
 impl Op {
-    pub const ALL: [Op; 8] = [
+    pub const ALL: [Op; 12] = [
         Op::AssumeRole,
         Op::GetCallerIdentity,
         Op::GetAccountAuthorizationDetails,
@@ -36,7 +49,42 @@ impl Op {
         Op::ListAttachedGroupPolicies,
         Op::DetachUserPolicy,
         Op::AttachUserPolicy,
+        Op::SimulatePrincipalPolicy,
+        Op::ListRoots,
+        Op::ListOrganizationalUnitsForParent,
+        Op::ListAccountsForParent,
     ];
+
+    /// The service's IAM action prefix: `sts`, `iam` or `organizations`.
+    pub fn service(self) -> &'static str {
+        match self {
+            Op::AssumeRole | Op::GetCallerIdentity => "sts",
+            Op::ListRoots | Op::ListOrganizationalUnitsForParent | Op::ListAccountsForParent => {
+                "organizations"
+            }
+            _ => "iam",
+        }
+    }
+
+    /// For the IAM operations made with the role in each account: which command needs them.
+    /// (STS calls are made with the base credentials; Organizations calls with the management
+    /// credentials.)
+    pub fn needed_by_member_role(self) -> Option<Needed> {
+        match self {
+            Op::GetAccountAuthorizationDetails | Op::SimulatePrincipalPolicy => Some(Needed::Scan),
+            Op::ListAttachedUserPolicies
+            | Op::ListGroupsForUser
+            | Op::ListAttachedGroupPolicies
+            | Op::DetachUserPolicy
+            | Op::AttachUserPolicy => Some(Needed::Apply),
+            _ => None,
+        }
+    }
+
+    /// `iam:DetachUserPolicy`, as IAM policies name it.
+    pub fn action(self) -> String {
+        format!("{}:{}", self.service(), self.as_str())
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +96,10 @@ impl Op {
             Op::ListAttachedGroupPolicies => "ListAttachedGroupPolicies",
             Op::DetachUserPolicy => "DetachUserPolicy",
             Op::AttachUserPolicy => "AttachUserPolicy",
+            Op::SimulatePrincipalPolicy => "SimulatePrincipalPolicy",
+            Op::ListRoots => "ListRoots",
+            Op::ListOrganizationalUnitsForParent => "ListOrganizationalUnitsForParent",
+            Op::ListAccountsForParent => "ListAccountsForParent",
         }
     }
 
@@ -154,6 +206,47 @@ pub struct Receipt {
     pub request_id: Option<String>,
 }
 
+/// One action's result in a policy simulation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub action: String,
+    /// `allowed`, `implicitDeny` or `explicitDeny`.
+    pub decision: String,
+}
+
+/// A root or organizational unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgUnit {
+    pub id: String,
+    pub name: String,
+}
+
+/// A member account as AWS Organizations lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgAccount {
+    pub id: String,
+    pub name: String,
+    /// `ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE`.
+    pub status: String,
+}
+
+/// Reads the organization's tree (with the management account's credentials).
+pub trait OrgReader: Send + Sync {
+    fn roots(&self) -> impl Future<Output = Result<Vec<OrgUnit>, AwsError>> + Send;
+
+    fn child_units(
+        &self,
+        parent: &str,
+        marker: Option<String>,
+    ) -> impl Future<Output = Result<Page<OrgUnit>, AwsError>> + Send;
+
+    fn accounts_in(
+        &self,
+        parent: &str,
+        marker: Option<String>,
+    ) -> impl Future<Output = Result<Page<OrgAccount>, AwsError>> + Send;
+}
+
 /// Opens an IAM client for one account: assumes its role (or checks the base credentials belong
 /// to it). Failing here fails only that account.
 pub trait Connector: Send + Sync + 'static {
@@ -202,4 +295,11 @@ pub trait Iam: Send + Sync + 'static {
         user: &UserName,
         policy: &PolicyArn,
     ) -> impl Future<Output = Result<Receipt, AwsError>> + Send;
+
+    /// Whether `principal_arn`'s policies allow `actions` (changes nothing).
+    fn simulate(
+        &self,
+        principal_arn: &str,
+        actions: &[String],
+    ) -> impl Future<Output = Result<Vec<Decision>, AwsError>> + Send;
 }

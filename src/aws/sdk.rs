@@ -17,10 +17,10 @@ use aws_sdk_iam::types::EntityType;
 use aws_types::region::Region;
 
 use super::{
-    AttachedPolicy, AuthDetailsPage, AwsError, Connector, ErrorKind, GroupDetail, Iam, Op, Page,
-    Receipt, UserDetail,
+    AttachedPolicy, AuthDetailsPage, AwsError, Connector, Decision, ErrorKind, GroupDetail, Iam,
+    Op, OrgAccount, OrgReader, OrgUnit, Page, Receipt, UserDetail,
 };
-use crate::config::{Access, AccountTarget};
+use crate::config::{Access, AccountTarget, OrgSpec};
 use crate::model::{Partition, PolicyArn, UserName};
 
 /// How long an assumed-role session lasts; the SDK's identity cache asks for fresh credentials
@@ -111,6 +111,28 @@ impl SdkConnector {
             ))
         })?;
         Ok(Self { base })
+    }
+
+    /// A reader of the organization, with the base credentials or through
+    /// `management_role_arn`.
+    pub async fn organization(&self, spec: &OrgSpec) -> Result<SdkOrg, AwsError> {
+        let mut conf = aws_sdk_organizations::config::Builder::from(&self.base)
+            .region(Region::new(Partition::Aws.iam_region()));
+        if let Some(role_arn) = &spec.management_role_arn {
+            let role = AssumedRole {
+                sts: self.sts(Partition::Aws),
+                role_arn: role_arn.clone(),
+                external_id: spec.external_id.clone(),
+                session_name: "iamsweep-organization".into(),
+                first: Mutex::new(None),
+            };
+            let first = role.assume().await?;
+            *role.first.lock().expect("credentials lock") = Some(first);
+            conf = conf.credentials_provider(SharedCredentialsProvider::new(role));
+        }
+        Ok(SdkOrg {
+            client: aws_sdk_organizations::Client::from_conf(conf.build()),
+        })
     }
 
     fn sts(&self, partition: Partition) -> aws_sdk_sts::Client {
@@ -425,6 +447,124 @@ impl Iam for SdkIam {
             .map_err(|e| map_sdk_error(Op::AttachUserPolicy, e))?;
         Ok(Receipt {
             request_id: out.request_id().map(str::to_owned),
+        })
+    }
+
+    async fn simulate(
+        &self,
+        principal_arn: &str,
+        actions: &[String],
+    ) -> Result<Vec<Decision>, AwsError> {
+        let out = self
+            .client
+            .simulate_principal_policy()
+            .policy_source_arn(principal_arn)
+            .set_action_names(Some(actions.to_vec()))
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::SimulatePrincipalPolicy, e))?;
+        Ok(out
+            .evaluation_results()
+            .iter()
+            .map(|r| Decision {
+                action: r.eval_action_name().to_owned(),
+                decision: r.eval_decision().as_str().to_owned(),
+            })
+            .collect())
+    }
+}
+
+/// AWS Organizations, read with the management account's credentials.
+#[derive(Clone, Debug)]
+pub struct SdkOrg {
+    client: aws_sdk_organizations::Client,
+}
+
+impl OrgReader for SdkOrg {
+    async fn roots(&self) -> Result<Vec<OrgUnit>, AwsError> {
+        let mut roots = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_roots()
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| map_sdk_error(Op::ListRoots, e))?;
+            roots.extend(out.roots().iter().filter_map(|r| {
+                Some(OrgUnit {
+                    id: r.id()?.to_owned(),
+                    name: r.name().unwrap_or("Root").to_owned(),
+                })
+            }));
+            match out.next_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => return Ok(roots),
+            }
+        }
+    }
+
+    async fn child_units(
+        &self,
+        parent: &str,
+        marker: Option<String>,
+    ) -> Result<Page<OrgUnit>, AwsError> {
+        let out = self
+            .client
+            .list_organizational_units_for_parent()
+            .parent_id(parent)
+            .set_next_token(marker)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::ListOrganizationalUnitsForParent, e))?;
+        Ok(Page {
+            items: out
+                .organizational_units()
+                .iter()
+                .filter_map(|u| {
+                    Some(OrgUnit {
+                        id: u.id()?.to_owned(),
+                        name: u.name().unwrap_or_default().to_owned(),
+                    })
+                })
+                .collect(),
+            next_marker: out.next_token().map(str::to_owned),
+        })
+    }
+
+    async fn accounts_in(
+        &self,
+        parent: &str,
+        marker: Option<String>,
+    ) -> Result<Page<OrgAccount>, AwsError> {
+        let out = self
+            .client
+            .list_accounts_for_parent()
+            .parent_id(parent)
+            .set_next_token(marker)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::ListAccountsForParent, e))?;
+        Ok(Page {
+            items: out
+                .accounts()
+                .iter()
+                .filter_map(|a| {
+                    #[allow(deprecated)]
+                    let status = a
+                        .status()
+                        .map(|s| s.as_str().to_owned())
+                        .or_else(|| a.state().map(|s| s.as_str().to_owned()))
+                        .unwrap_or_default();
+                    Some(OrgAccount {
+                        id: a.id()?.to_owned(),
+                        name: a.name().unwrap_or_default().to_owned(),
+                        status,
+                    })
+                })
+                .collect(),
+            next_marker: out.next_token().map(str::to_owned),
         })
     }
 }

@@ -220,8 +220,8 @@ impl Store {
         {
             let mut stmt = tx.prepare(
                 "INSERT INTO run_accounts (run_id, account_id, account_name, position, target_json,
-                                           role_arn, session_name, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+                                           role_arn, session_name, origin, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')",
             )?;
             for (i, t) in targets.iter().enumerate() {
                 let json = serde_json::to_string(t).expect("targets serialize");
@@ -232,7 +232,8 @@ impl Store {
                     i as i64,
                     json,
                     t.role_arn(),
-                    t.session_name()
+                    t.session_name(),
+                    t.origin
                 ])?;
             }
         }
@@ -893,7 +894,8 @@ impl Store {
                     (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status IN ('skipped', 'already_detached', 'already_attached')),
                     (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status = 'failed'
                        AND x.id = (SELECT max(y.id) FROM actions y WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)),
-                    (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status = 'reverted')
+                    (SELECT count(*) FROM actions x WHERE x.run_id = a.run_id AND x.account_id = a.account_id AND x.status = 'reverted'),
+                    a.origin
              FROM run_accounts a
              JOIN runs r ON r.id = a.run_id
              LEFT JOIN run_accounts s ON s.run_id = r.source_run_id AND s.account_id = a.account_id
@@ -919,6 +921,7 @@ impl Store {
                 skipped: r.get(15)?,
                 failed: r.get(16)?,
                 reverted: r.get(17)?,
+                origin: r.get(18)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -976,10 +979,13 @@ impl Store {
              WHERE f.run_id = ?1
              ORDER BY f.account_id, f.user_name, f.policy_arn",
         )?;
-        let names: std::collections::HashMap<String, Option<String>> = self
+        type Names = std::collections::HashMap<String, (Option<String>, Option<String>)>;
+        let names: Names = self
             .conn
-            .prepare("SELECT account_id, account_name FROM run_accounts WHERE run_id = ?1")?
-            .query_map(params![findings_run], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .prepare("SELECT account_id, account_name, origin FROM run_accounts WHERE run_id = ?1")?
+            .query_map(params![findings_run], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
+            })?
             .collect::<Result<_, _>>()?;
         let rows = stmt.query_map(params![findings_run, action_run], |r| {
             let groups = r.get_ref(7)?.as_str()?;
@@ -1004,9 +1010,12 @@ impl Store {
                 None => None,
             };
             let account_id: String = r.get(1)?;
+            let (account_name, account_origin) =
+                names.get(&account_id).cloned().unwrap_or_default();
             Ok(FindingRow {
                 finding_id: r.get(0)?,
-                account_name: names.get(&account_id).cloned().flatten(),
+                account_name,
+                account_origin,
                 account_id,
                 user_name: r.get(2)?,
                 user_arn: r.get(3)?,

@@ -135,6 +135,8 @@ pub struct AccountRow {
     pub skipped: u64,
     pub failed: u64,
     pub reverted: u64,
+    /// NULL for accounts.toml, else the account's OU path in the organization.
+    pub origin: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -152,6 +154,8 @@ pub struct FindingRow {
     pub finding_id: i64,
     pub account_id: String,
     pub account_name: Option<String>,
+    /// Where the account came from (its OU path), when discovered in the organization.
+    pub account_origin: Option<String>,
     pub user_name: String,
     pub user_arn: String,
     pub policy_arn: String,

@@ -24,8 +24,30 @@ fn static_credentials() -> Credentials {
     Credentials::new("testing", "testing", None, None, "tests")
 }
 
+/// An AWS Organizations client acting as `account` (its management account, in moto).
+pub async fn organizations_for(account: &str) -> aws_sdk_organizations::Client {
+    let conf = aws_sdk_organizations::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(moto_url())
+        .credentials_provider(assumed(account).await)
+        .build();
+    aws_sdk_organizations::Client::from_conf(conf)
+}
+
 /// An IAM client acting inside `account` (moto scopes state by the assumed role's account).
 pub async fn iam_for(account: &str) -> aws_sdk_iam::Client {
+    let conf = aws_sdk_iam::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(moto_url())
+        .credentials_provider(assumed(account).await)
+        .build();
+    aws_sdk_iam::Client::from_conf(conf)
+}
+
+/// Credentials of a role session in `account`.
+async fn assumed(account: &str) -> Credentials {
     let url = moto_url();
     let sts_conf = aws_sdk_sts::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -42,20 +64,13 @@ pub async fn iam_for(account: &str) -> aws_sdk_iam::Client {
         .await
         .expect("assume role in moto");
     let c = out.credentials().expect("credentials");
-    let creds = Credentials::new(
+    Credentials::new(
         c.access_key_id(),
         c.secret_access_key(),
         Some(c.session_token().to_owned()),
         None,
         "seed",
-    );
-    let conf = aws_sdk_iam::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&url)
-        .credentials_provider(creds)
-        .build();
-    aws_sdk_iam::Client::from_conf(conf)
+    )
 }
 
 /// Seeds one moto account through the SDK.
