@@ -46,8 +46,8 @@ pub struct Cli {
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
 
-    /// At most this many AWS calls per second per account (0: no pacing beyond retries).
-    #[arg(long, global = true, value_name = "N", default_value_t = 0.0)]
+    /// At most this many AWS calls per second per account, spaced evenly (0: no pacing).
+    #[arg(long, global = true, value_name = "N", default_value_t = 20.0)]
     pub max_rate: f64,
 
     #[command(subcommand)]
