@@ -57,6 +57,17 @@ c = sqlite3.connect(sys.argv[1])
 calls = c.execute("SELECT sum(calls) FROM api_calls").fetchone()[0]
 print(json.dumps({"contender": "iamsweep scan calls (from its database)", "calls": calls}))
 PY
+echo "apply of the scanned findings on moto ($ACCOUNTS x $((USERS / 2)) detaches)..." >&2
+"$PY" scripts/bench/measure.py "iamsweep apply --run 1 (moto)" \
+    "$BIN" --db "$OUT/scan.db" --accounts "$OUT/accounts.toml" --concurrency "$ACCOUNTS" apply --run 1 --yes >> "$RESULTS"
+"$PY" - "$OUT/scan.db" >> "$RESULTS" <<'PY'
+import json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+run = c.execute("SELECT max(id) FROM runs WHERE kind = 'apply'").fetchone()[0]
+calls = c.execute("SELECT sum(calls) FROM api_calls WHERE run_id = ?", (run,)).fetchone()[0]
+detached = c.execute("SELECT count(*) FROM actions WHERE run_id = ? AND status = 'detached'", (run,)).fetchone()[0]
+print(json.dumps({"contender": "apply calls (from its database)", "calls": calls, "detached": detached}))
+PY
 moto_stop
 
 echo "targets 3-5: simulated organization..." >&2

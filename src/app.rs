@@ -81,6 +81,9 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
             };
             let rows = store.report(id)?;
             let _ = out.write_all(report::findings(&rows, *format).as_bytes());
+            if *format == report::Format::Table {
+                let _ = out.write_all(report::api_calls(&store.api_calls(id)?).as_bytes());
+            }
             Ok(exit::OK)
         }
         Command::Rollback {

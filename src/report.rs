@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::config::{Access, AccountTarget};
 use crate::model::PolicyArn;
-use crate::store::{AccountRow, FindingRow, HistoryRow, RollbackItem, RunRow};
+use crate::store::{AccountRow, ApiCallRow, FindingRow, HistoryRow, RollbackItem, RunRow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -282,6 +282,34 @@ pub fn findings(rows: &[FindingRow], format: Format) -> String {
             table_fit(&HEADERS, &cells, &[], &[12, 13, 14, 9, 8, 14])
         }
     }
+}
+
+/// The AWS calls of a run, per account and operation (shown under `report`'s table).
+pub fn api_calls(rows: &[ApiCallRow]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.account_id.clone(),
+                r.operation.clone(),
+                r.calls.to_string(),
+                r.throttled.to_string(),
+                r.errors.to_string(),
+            ]
+        })
+        .collect();
+    let total: u64 = rows.iter().map(|r| r.calls).sum();
+    format!(
+        "\nAWS calls ({total} in all):\n{}",
+        table(
+            &["ACCOUNT", "OPERATION", "CALLS", "THROTTLED", "ERRORS"],
+            &cells,
+            &[false, false, true, true, true],
+        )
+    )
 }
 
 /// The end-of-run summary: one line per account (fits 80 columns), then skip reasons and the

@@ -163,6 +163,14 @@ session_name = "audit-2026"
     assert_eq!(per_op, 6);
     assert_eq!(w.sql::<i64>("SELECT count(*) FROM api_calls"), 6);
 
+    // The table report shows the calls per account and operation under the findings.
+    let table = stdout(&w.iamsweep(&["report"]));
+    assert!(table.contains("AWS calls (6 in all):"), "{table}");
+    assert!(
+        table.contains(&format!("{a}  GetAccountAuthorizationDetails      1")),
+        "{table}"
+    );
+
     // Scan changed nothing in AWS.
     block_on(async {
         let s = Seeder::new(a).await;

@@ -41,6 +41,12 @@ if ours and floor and naive:
     lines.append(("boto3 per-user listing", naive_calls, naive["wall_s"], naive["peak_rss_mib"],
                   f"x{r_naive:.1f} time, x{r_calls:.0f} calls",
                   f">= 10x time: {verdict(r_naive >= 10)}; >= 500x calls: {verdict(r_calls >= 500)}"))
+ap = best("iamsweep apply --run 1 (moto)")
+apc = (by.get("apply calls (from its database)") or [None])[0]
+if ap and apc:
+    per = apc["calls"] / apc["detached"] if apc["detached"] else 0
+    lines.append((f"iamsweep apply, moto: {apc['detached']} detaches", apc["calls"], ap["wall_s"],
+                  ap["peak_rss_mib"], f"{per:.2f} calls per detach", "(issue 3: measured, no target)"))
 s = (by.get("scan-org") or [None])[0]
 if s:
     ok = s["wall_s"] <= 10 and s["peak_rss_mib"] <= 300 and s["findings_in_db"] >= s["accounts"] * s["users_per_account"]
