@@ -46,7 +46,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, o: &Tally) {
+    pub fn add(&mut self, o: &Tally) {
         self.detached += o.detached;
         self.already_detached += o.already_detached;
         self.skipped += o.skipped;

@@ -74,12 +74,7 @@ impl<I: Iam> AccountRollback<'_, I> {
             .map(|(user, items)| self.user(UserName::new(user), items))
             .buffer_unordered(self.write_concurrency.max(1));
         while let Some(result) = users.next().await {
-            let t = result?;
-            tally.detached += t.detached;
-            tally.already_detached += t.already_detached;
-            tally.skipped += t.skipped;
-            tally.failed += t.failed;
-            tally.interrupted |= t.interrupted;
+            tally.add(&result?);
             done += 1;
             self.reporter.report(&Event::Phase {
                 account: self.target.id.clone(),

@@ -227,12 +227,7 @@ impl<C: Connector> Engine<C> {
                         failed += 1;
                     }
                     interrupted |= t.interrupted;
-                    tally.failed += t.failed;
-                    tally.detached += t.detached;
-                    tally.already_detached += t.already_detached;
-                    tally.skipped += t.skipped;
-                    tally.reverted += t.reverted;
-                    tally.limit_reached |= t.limit_reached;
+                    tally.add(&t);
                 }
                 Ok(AccountEnd::Failed(_)) => failed += 1,
                 Ok(AccountEnd::Interrupted) => interrupted = true,
@@ -432,14 +427,7 @@ impl<C: Connector> Engine<C> {
                 ))
             })
             .await?;
-        let applied = apply.run(findings, already).await?;
-        tally.failed += applied.failed;
-        tally.detached += applied.detached;
-        tally.already_detached += applied.already_detached;
-        tally.skipped += applied.skipped;
-        tally.reverted += applied.reverted;
-        tally.limit_reached = applied.limit_reached;
-        tally.interrupted = applied.interrupted;
+        tally.add(&apply.run(findings, already).await?);
         Ok(AccountEnd::Done(tally))
     }
 }

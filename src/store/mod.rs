@@ -380,19 +380,7 @@ impl Store {
              ORDER BY f.user_name, f.policy_arn",
         )?;
         let rows = stmt.query_map(params![findings_run, action_run, account.as_str()], |r| {
-            let groups: String = r.get(6)?;
-            let kind: String = r.get(5)?;
-            Ok((
-                r.get::<_, i64>(0)?,
-                Finding {
-                    user_name: UserName::new(r.get::<_, String>(1)?),
-                    user_arn: r.get(2)?,
-                    policy_arn: PolicyArn::new(r.get::<_, String>(3)?),
-                    policy_name: r.get(4)?,
-                    kind: FindingKind::parse(&kind).unwrap_or(FindingKind::RedundantDirect),
-                    covering_groups: serde_json::from_str(&groups).unwrap_or_default(),
-                },
-            ))
+            Ok((r.get::<_, i64>(0)?, finding_at(r, 1)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -560,11 +548,7 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (json, status, scanned, open_actions) = row?;
-            let target = serde_json::from_str(&json).map_err(|e| {
-                StoreError::NotFound(format!(
-                    "run {run_id} holds an unreadable account target: {e}"
-                ))
-            })?;
+            let target = parse_target(run_id, &json)?;
             out.push(ResumeAccount {
                 target,
                 status,
@@ -634,8 +618,6 @@ impl Store {
         )?;
         let rows = stmt.query_map(params![run_id, account.as_str()], |r| {
             let status: String = r.get(1)?;
-            let kind: String = r.get(8)?;
-            let groups: String = r.get(9)?;
             Ok(OpenAction {
                 action_id: r.get(0)?,
                 status: match status.as_str() {
@@ -645,14 +627,7 @@ impl Store {
                 },
                 covering_group: r.get(2)?,
                 request_id: r.get(3)?,
-                finding: Finding {
-                    user_name: UserName::new(r.get::<_, String>(4)?),
-                    user_arn: r.get(5)?,
-                    policy_arn: PolicyArn::new(r.get::<_, String>(6)?),
-                    policy_name: r.get(7)?,
-                    kind: FindingKind::parse(&kind).unwrap_or(FindingKind::RedundantDirect),
-                    covering_groups: serde_json::from_str(&groups).unwrap_or_default(),
-                },
+                finding: finding_at(r, 4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -726,11 +701,7 @@ impl Store {
         let rows = stmt.query_map(params![run_id], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for json in rows {
-            out.push(serde_json::from_str(&json?).map_err(|e| {
-                StoreError::NotFound(format!(
-                    "run {run_id} holds an unreadable account target: {e}"
-                ))
-            })?);
+            out.push(parse_target(run_id, &json?)?);
         }
         Ok(out)
     }
@@ -809,12 +780,7 @@ impl Store {
         let rows = stmt.query_map(params![run_id], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for json in rows {
-            let json = json?;
-            out.push(serde_json::from_str(&json).map_err(|e| {
-                StoreError::NotFound(format!(
-                    "run {run_id} holds an unreadable account target: {e}"
-                ))
-            })?);
+            out.push(parse_target(run_id, &json?)?);
         }
         Ok(out)
     }
@@ -1028,6 +994,30 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// An account target as a run stored it.
+fn parse_target(run_id: i64, json: &str) -> Result<AccountTarget, StoreError> {
+    serde_json::from_str(json).map_err(|e| {
+        StoreError::NotFound(format!(
+            "run {run_id} holds an unreadable account target: {e}"
+        ))
+    })
+}
+
+/// A finding from six consecutive columns, starting at `at`: user_name, user_arn, policy_arn,
+/// policy_name, kind, covering_groups.
+fn finding_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Finding> {
+    let kind: String = r.get(at + 4)?;
+    let groups: String = r.get(at + 5)?;
+    Ok(Finding {
+        user_name: UserName::new(r.get::<_, String>(at)?),
+        user_arn: r.get(at + 1)?,
+        policy_arn: PolicyArn::new(r.get::<_, String>(at + 2)?),
+        policy_name: r.get(at + 3)?,
+        kind: FindingKind::parse(&kind).unwrap_or(FindingKind::RedundantDirect),
+        covering_groups: serde_json::from_str(&groups).unwrap_or_default(),
+    })
 }
 
 /// When a rollback's attach took effect, the detach it undoes points to it.

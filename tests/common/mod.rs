@@ -241,7 +241,8 @@ impl Workdir {
     }
 }
 
-pub fn run_iamsweep(db: &Path, accounts: &Path, args: &[&str]) -> Output {
+/// The binary with emulator credentials, and nothing from the developer's AWS setup.
+fn iamsweep_command(db: &Path, accounts: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_iamsweep"));
     cmd.arg("--db")
         .arg(db)
@@ -258,7 +259,13 @@ pub fn run_iamsweep(db: &Path, accounts: &Path, args: &[&str]) -> Output {
     if let Ok(url) = std::env::var("IAMSWEEP_MOTO_URL") {
         cmd.env("AWS_ENDPOINT_URL", url);
     }
-    cmd.output().expect("run iamsweep")
+    cmd
+}
+
+pub fn run_iamsweep(db: &Path, accounts: &Path, args: &[&str]) -> Output {
+    iamsweep_command(db, accounts, args)
+        .output()
+        .expect("run iamsweep")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -414,20 +421,8 @@ pub async fn seed_many(account: &str, users: usize) -> (String, String, String) 
 
 /// Starts the binary in the background (stdout and stderr piped).
 pub fn spawn_iamsweep(db: &Path, accounts: &Path, args: &[&str]) -> std::process::Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iamsweep"));
-    cmd.arg("--db")
-        .arg(db)
-        .arg("--accounts")
-        .arg(accounts)
-        .args(args)
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .env("AWS_ENDPOINT_URL", moto_url())
+    let mut cmd = iamsweep_command(db, accounts, args);
+    cmd.env("AWS_ENDPOINT_URL", moto_url())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
