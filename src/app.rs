@@ -79,10 +79,19 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
                     ))
                 })?,
             };
-            let rows = store.report(id)?;
-            let _ = out.write_all(report::findings(&rows, *format).as_bytes());
             if *format == report::Format::Table {
+                let rows = store.report(id)?;
+                let _ = out.write_all(report::findings(&rows).as_bytes());
                 let _ = out.write_all(report::api_calls(&store.api_calls(id)?).as_bytes());
+            } else {
+                // Streamed: a million findings go out without being held in memory.
+                let io =
+                    |e: std::io::Error| AppError::Usage(format!("cannot write the report: {e}"));
+                let mut stream =
+                    report::FindingStream::start(std::io::BufWriter::new(&mut out), *format)
+                        .map_err(io)?;
+                store.report_each(id, |f| stream.row(f))?;
+                stream.finish().map_err(io)?;
             }
             Ok(exit::OK)
         }

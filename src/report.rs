@@ -1,11 +1,14 @@
 //! Pure rendering of what the store holds: tables for people, JSON and CSV for tools, and the
 //! end-of-run summary. No I/O: every function returns a String.
 
-use std::fmt::Write;
+use std::fmt::Write as _;
+use std::io::Write;
 
 use crate::config::{Access, AccountTarget};
 use crate::model::PolicyArn;
-use crate::store::{AccountRow, ApiCallRow, FindingRow, HistoryRow, RollbackItem, RunRow};
+use crate::store::{
+    AccountRow, ApiCallRow, FindingRow, FindingView, HistoryRow, RollbackItem, RunRow,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -81,20 +84,31 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], numeric: &[bool]) -> String
     out
 }
 
+/// Writes one CSV field without allocating unless it needs quotes.
+fn write_csv_field(out: &mut impl Write, s: &str) -> std::io::Result<()> {
+    if s.contains([',', '"', '\n', '\r']) {
+        out.write_all(csv_field(s).as_bytes())
+    } else {
+        out.write_all(s.as_bytes())
+    }
+}
+
+/// One RFC 4180 CSV field: quoted only when it needs it.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
 /// RFC 4180 CSV.
 pub fn csv(headers: &[&str], rows: &[Vec<String>]) -> String {
-    fn field(s: &str) -> String {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_owned()
-        }
-    }
     let mut out = String::new();
     let join = |cells: Vec<String>| cells.join(",") + "\n";
-    out.push_str(&join(headers.iter().map(|h| field(h)).collect()));
+    out.push_str(&join(headers.iter().map(|h| csv_field(h)).collect()));
     for row in rows {
-        out.push_str(&join(row.iter().map(|c| field(c)).collect()));
+        out.push_str(&join(row.iter().map(|c| csv_field(c)).collect()));
     }
     out
 }
@@ -208,9 +222,12 @@ fn short_time(t: &str) -> String {
     }
 }
 
-/// `report`: a run's findings with their actions.
-pub fn findings(rows: &[FindingRow], format: Format) -> String {
+/// `report --format table`: a run's findings with their actions.
+pub fn findings(rows: &[FindingRow]) -> String {
     const HEADERS: [&str; 6] = ["ACCOUNT", "USER", "POLICY", "KIND", "GROUPS", "ACTION"];
+    if rows.is_empty() {
+        return "no direct policy attachments found\n".into();
+    }
     // Skips show their reason (it says more than "skipped"); the rest their status.
     let action = |r: &FindingRow| match &r.action {
         None => "-".to_owned(),
@@ -219,68 +236,124 @@ pub fn findings(rows: &[FindingRow], format: Format) -> String {
             _ => a.status.clone(),
         },
     };
-    match format {
-        Format::Json => json(&rows),
-        Format::Csv => {
-            let headers = [
-                "account_id",
-                "account_name",
-                "user_name",
-                "user_arn",
-                "policy_arn",
-                "policy_name",
-                "kind",
-                "covering_groups",
-                "action_status",
-                "action_reason",
-                "request_id",
-            ];
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    let a = r.action.as_ref();
-                    vec![
-                        r.account_id.clone(),
-                        r.account_name.clone().unwrap_or_default(),
-                        r.user_name.clone(),
-                        r.user_arn.clone(),
-                        r.policy_arn.clone(),
-                        r.policy_name.clone(),
-                        r.kind.clone(),
-                        r.covering_groups.join(";"),
-                        a.map(|a| a.status.clone()).unwrap_or_default(),
-                        a.and_then(|a| a.reason.clone()).unwrap_or_default(),
-                        a.and_then(|a| a.request_id.clone()).unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            csv(&headers, &cells)
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.account_id.clone(),
+                r.user_name.clone(),
+                r.policy_name.clone(),
+                match r.kind.as_str() {
+                    "redundant_direct" => "redundant".to_owned(),
+                    "direct_only" => "direct".to_owned(),
+                    k => k.to_owned(),
+                },
+                if r.covering_groups.is_empty() {
+                    "-".to_owned()
+                } else {
+                    r.covering_groups.join(",")
+                },
+                action(r),
+            ]
+        })
+        .collect();
+    table_fit(&HEADERS, &cells, &[], &[12, 13, 14, 9, 8, 14])
+}
+
+const FINDING_CSV_HEADERS: [&str; 12] = [
+    "account_id",
+    "account_name",
+    "account_origin",
+    "user_name",
+    "user_arn",
+    "policy_arn",
+    "policy_name",
+    "kind",
+    "covering_groups",
+    "action_status",
+    "action_reason",
+    "request_id",
+];
+
+/// `report --format json|csv`, written as the findings stream from the store: JSON is an array
+/// with one finding per line, CSV has a header line. Nothing is held in memory.
+pub struct FindingStream<W: Write> {
+    out: W,
+    format: Format,
+    rows: u64,
+}
+
+impl<W: Write> FindingStream<W> {
+    pub fn start(mut out: W, format: Format) -> std::io::Result<Self> {
+        if format == Format::Csv {
+            out.write_all(csv(&FINDING_CSV_HEADERS, &[]).as_bytes())?;
         }
-        Format::Table if rows.is_empty() => "no direct policy attachments found\n".into(),
-        Format::Table => {
-            let cells: Vec<Vec<String>> = rows
+        Ok(Self {
+            out,
+            format,
+            rows: 0,
+        })
+    }
+
+    pub fn row(&mut self, f: &FindingView<'_>) -> std::io::Result<()> {
+        match self.format {
+            Format::Json => {
+                self.out
+                    .write_all(if self.rows == 0 { b"[\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut self.out, f)?;
+            }
+            _ => {
+                let a = f.action.as_ref();
+                let out = &mut self.out;
+                for (i, cell) in [
+                    f.account_id,
+                    f.account_name.unwrap_or_default(),
+                    f.account_origin.unwrap_or_default(),
+                    f.user_name,
+                    f.user_arn,
+                    f.policy_arn,
+                    f.policy_name,
+                    f.kind,
+                ]
                 .iter()
-                .map(|r| {
-                    vec![
-                        r.account_id.clone(),
-                        r.user_name.clone(),
-                        r.policy_name.clone(),
-                        match r.kind.as_str() {
-                            "redundant_direct" => "redundant".to_owned(),
-                            "direct_only" => "direct".to_owned(),
-                            k => k.to_owned(),
-                        },
-                        if r.covering_groups.is_empty() {
-                            "-".to_owned()
-                        } else {
-                            r.covering_groups.join(",")
-                        },
-                        action(r),
-                    ]
-                })
-                .collect();
-            table_fit(&HEADERS, &cells, &[], &[12, 13, 14, 9, 8, 14])
+                .enumerate()
+                {
+                    if i > 0 {
+                        out.write_all(b",")?;
+                    }
+                    write_csv_field(out, cell)?;
+                }
+                out.write_all(b",")?;
+                let raw = f.covering_groups.get();
+                if raw != "[]" {
+                    // Group names rarely need JSON escapes: borrow them when they do not.
+                    match serde_json::from_str::<Vec<&str>>(raw) {
+                        Ok(names) => write_csv_field(out, &names.join(";"))?,
+                        Err(_) => write_csv_field(out, &f.groups().join(";"))?,
+                    }
+                }
+                for cell in [
+                    a.map_or("", |a| a.status),
+                    a.and_then(|a| a.reason).unwrap_or_default(),
+                    a.and_then(|a| a.request_id).unwrap_or_default(),
+                ] {
+                    out.write_all(b",")?;
+                    write_csv_field(out, cell)?;
+                }
+                out.write_all(b"\n")?;
+            }
         }
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> std::io::Result<W> {
+        if self.format == Format::Json {
+            self.out
+                .write_all(if self.rows == 0 { b"[]\n" } else { b"\n]\n" })?;
+        }
+        self.out.flush()?;
+        Ok(self.out)
     }
 }
 
@@ -944,8 +1017,56 @@ mod snapshots {
                 None,
             ),
         ];
-        insta::assert_snapshot!("findings_table", findings(&rows, Format::Table));
-        insta::assert_snapshot!("findings_csv", findings(&rows, Format::Csv));
+        insta::assert_snapshot!("findings_table", findings(&rows));
+        insta::assert_snapshot!("findings_csv", stream(&rows, Format::Csv));
+        // The streamed JSON is an array of exactly the owned rows.
+        let json: Vec<serde_json::Value> =
+            serde_json::from_str(&stream(&rows, Format::Json)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::to_value(&rows)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .clone()
+        );
+        assert_eq!(stream(&[], Format::Json), "[]\n");
+    }
+
+    /// What `report --format json|csv` writes for these rows.
+    fn stream(rows: &[FindingRow], format: Format) -> String {
+        let raw: Vec<Box<serde_json::value::RawValue>> = rows
+            .iter()
+            .map(|r| serde_json::value::to_raw_value(&r.covering_groups).unwrap())
+            .collect();
+        let mut s = FindingStream::start(Vec::new(), format).unwrap();
+        for (r, groups) in rows.iter().zip(&raw) {
+            let view = FindingView {
+                finding_id: r.finding_id,
+                account_id: &r.account_id,
+                account_name: r.account_name.as_deref(),
+                account_origin: r.account_origin.as_deref(),
+                user_name: &r.user_name,
+                user_arn: &r.user_arn,
+                policy_arn: &r.policy_arn,
+                policy_name: &r.policy_name,
+                kind: &r.kind,
+                covering_groups: groups,
+                action: r.action.as_ref().map(|a| crate::store::ActionView {
+                    id: a.id,
+                    run_id: a.run_id,
+                    status: &a.status,
+                    reason: a.reason.as_deref(),
+                    covering_group: a.covering_group.as_deref(),
+                    request_id: a.request_id.as_deref(),
+                    error_code: a.error_code.as_deref(),
+                    error_message: a.error_message.as_deref(),
+                    finished_at: a.finished_at.as_deref(),
+                }),
+            };
+            s.row(&view).unwrap();
+        }
+        String::from_utf8(s.finish().unwrap()).unwrap()
     }
 
     #[test]
@@ -1039,7 +1160,7 @@ mod snapshots {
                 finished_at: None,
             }),
         };
-        let t = findings(&[row], Format::Table);
+        let t = findings(&[row]);
         assert!(t.lines().all(|l| l.chars().count() <= 80), "{t}");
     }
 }

@@ -65,9 +65,11 @@ if t:
                   f"< 5% throttled, <= 1.3x: {verdict(ok)}"))
 q = (by.get("sqlite") or [None])[0]
 if q:
-    ok = q["write_s"] <= 5 and q["report_query_s"] < 1 and q["history_query_s"] < 1
-    lines.append((f"SQLite: write {q['findings']} findings; report ({q['report_rows']} rows) "
-                  f"{q['report_query_s']} s; history {q['history_query_s']} s",
+    ok = (q["write_s"] <= 5 and q["report_query_s"] < 1 and q["report_json_s"] < 1
+          and q["history_query_s"] < 1)
+    lines.append((f"SQLite: write {q['findings']} findings; report of all {q['report_rows']}: "
+                  f"csv {q['report_query_s']} s, json {q['report_json_s']} s; "
+                  f"history {q['history_query_s']} s",
                   "", q["write_s"], q["peak_rss_mib"], "", f"write <= 5 s, queries < 1 s: {verdict(ok)}"))
 
 widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]

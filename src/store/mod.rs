@@ -927,12 +927,35 @@ impl Store {
     /// The findings a run reported (its own, or for `apply --run`, the scan's), each with the
     /// latest action taken on it: by this run if it is an apply, by any run for a scan.
     pub fn report(&self, run_id: i64) -> Result<Vec<FindingRow>, StoreError> {
+        let mut rows = Vec::new();
+        self.report_each(run_id, |view| {
+            rows.push(view.to_row());
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    /// Like [`Store::report`], one finding at a time, borrowed from the database row: a run of
+    /// a million findings is written out without holding it in memory. Returns the count.
+    pub fn report_each(
+        &self,
+        run_id: i64,
+        mut each: impl FnMut(&FindingView<'_>) -> std::io::Result<()>,
+    ) -> Result<u64, StoreError> {
         let run = self.run(run_id)?;
         let findings_run = match (run.kind.as_str(), run.source_run_id) {
             ("apply", Some(src)) => src,
             _ => run_id,
         };
         let action_run: Option<i64> = (run.kind != "scan").then_some(run_id);
+        type Names = std::collections::HashMap<String, (Option<String>, Option<String>)>;
+        let names: Names = self
+            .conn
+            .prepare("SELECT account_id, account_name, origin FROM run_accounts WHERE run_id = ?1")?
+            .query_map(params![findings_run], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
+            })?
+            .collect::<Result<_, _>>()?;
         let mut stmt = self.conn.prepare(
             "SELECT f.id, f.account_id, f.user_name, f.user_arn, f.policy_arn,
                     f.policy_name, f.kind, f.covering_groups,
@@ -945,54 +968,55 @@ impl Store {
              WHERE f.run_id = ?1
              ORDER BY f.account_id, f.user_name, f.policy_arn",
         )?;
-        type Names = std::collections::HashMap<String, (Option<String>, Option<String>)>;
-        let names: Names = self
-            .conn
-            .prepare("SELECT account_id, account_name, origin FROM run_accounts WHERE run_id = ?1")?
-            .query_map(params![findings_run], |r| {
-                Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
-            })?
-            .collect::<Result<_, _>>()?;
-        let rows = stmt.query_map(params![findings_run, action_run], |r| {
-            let groups = r.get_ref(7)?.as_str()?;
-            let covering_groups = if groups == "[]" {
-                Vec::new()
-            } else {
-                serde_json::from_str(groups).unwrap_or_default()
+        let mut rows = stmt.query(params![findings_run, action_run])?;
+        let mut count = 0;
+        while let Some(r) = rows.next()? {
+            let text = |i: usize| -> rusqlite::Result<&str> { Ok(r.get_ref(i)?.as_str()?) };
+            let opt = |i: usize| -> rusqlite::Result<Option<&str>> {
+                Ok(r.get_ref(i)?.as_str_or_null()?)
             };
-            let action_id: Option<i64> = r.get(8)?;
-            let action = match action_id {
-                Some(id) => Some(ActionSummary {
+            let account_id = text(1)?;
+            let (account_name, account_origin) = names
+                .get(account_id)
+                .map_or((None, None), |(n, o)| (n.as_deref(), o.as_deref()));
+            let groups = text(7)?;
+            let action = match r.get::<_, Option<i64>>(8)? {
+                Some(id) => Some(ActionView {
                     id,
                     run_id: r.get(9)?,
-                    status: r.get(10)?,
-                    reason: r.get(11)?,
-                    covering_group: r.get(12)?,
-                    request_id: r.get(13)?,
-                    error_code: r.get(14)?,
-                    error_message: r.get(15)?,
-                    finished_at: r.get(16)?,
+                    status: text(10)?,
+                    reason: opt(11)?,
+                    covering_group: opt(12)?,
+                    request_id: opt(13)?,
+                    error_code: opt(14)?,
+                    error_message: opt(15)?,
+                    finished_at: opt(16)?,
                 }),
                 None => None,
             };
-            let account_id: String = r.get(1)?;
-            let (account_name, account_origin) =
-                names.get(&account_id).cloned().unwrap_or_default();
-            Ok(FindingRow {
+            let view = FindingView {
                 finding_id: r.get(0)?,
+                account_id,
                 account_name,
                 account_origin,
-                account_id,
-                user_name: r.get(2)?,
-                user_arn: r.get(3)?,
-                policy_arn: r.get(4)?,
-                policy_name: r.get(5)?,
-                kind: r.get(6)?,
-                covering_groups,
+                user_name: text(2)?,
+                user_arn: text(3)?,
+                policy_arn: text(4)?,
+                policy_name: text(5)?,
+                kind: text(6)?,
+                covering_groups: serde_json::from_str(groups).map_err(|e| {
+                    StoreError::NotFound(format!(
+                        "finding {} has unreadable covering groups: {e}",
+                        r.get::<_, i64>(0).unwrap_or(0)
+                    ))
+                })?,
                 action,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            };
+            each(&view)
+                .map_err(|e| StoreError::NotFound(format!("cannot write the report: {e}")))?;
+            count += 1;
+        }
+        Ok(count)
     }
 }
 

@@ -165,6 +165,71 @@ pub struct FindingRow {
     pub action: Option<ActionSummary>,
 }
 
+/// A finding as `report` streams it, borrowed from the database row; serializes exactly like
+/// [`FindingRow`].
+#[derive(Debug, Serialize)]
+pub struct FindingView<'a> {
+    pub finding_id: i64,
+    pub account_id: &'a str,
+    pub account_name: Option<&'a str>,
+    pub account_origin: Option<&'a str>,
+    pub user_name: &'a str,
+    pub user_arn: &'a str,
+    pub policy_arn: &'a str,
+    pub policy_name: &'a str,
+    pub kind: &'a str,
+    /// The stored JSON array, passed through as it is.
+    pub covering_groups: &'a serde_json::value::RawValue,
+    pub action: Option<ActionView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActionView<'a> {
+    pub id: i64,
+    pub run_id: i64,
+    pub status: &'a str,
+    pub reason: Option<&'a str>,
+    pub covering_group: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+    pub error_message: Option<&'a str>,
+    pub finished_at: Option<&'a str>,
+}
+
+impl FindingView<'_> {
+    /// The covering groups as names.
+    pub fn groups(&self) -> Vec<String> {
+        serde_json::from_str(self.covering_groups.get()).unwrap_or_default()
+    }
+
+    pub fn to_row(&self) -> FindingRow {
+        let own = |s: Option<&str>| s.map(str::to_owned);
+        FindingRow {
+            finding_id: self.finding_id,
+            account_id: self.account_id.to_owned(),
+            account_name: own(self.account_name),
+            account_origin: own(self.account_origin),
+            user_name: self.user_name.to_owned(),
+            user_arn: self.user_arn.to_owned(),
+            policy_arn: self.policy_arn.to_owned(),
+            policy_name: self.policy_name.to_owned(),
+            kind: self.kind.to_owned(),
+            covering_groups: self.groups(),
+            action: self.action.as_ref().map(|a| ActionSummary {
+                id: a.id,
+                run_id: a.run_id,
+                status: a.status.to_owned(),
+                reason: own(a.reason),
+                covering_group: own(a.covering_group),
+                request_id: own(a.request_id),
+                error_code: own(a.error_code),
+                error_message: own(a.error_message),
+                finished_at: own(a.finished_at),
+            }),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ActionSummary {
     pub id: i64,
