@@ -16,6 +16,7 @@ use crate::store::AccountStatus;
 pub fn phase_text(label: &str, phase: &Phase) -> String {
     match phase {
         Phase::Connecting => format!("{label}: assuming role"),
+        Phase::Reading { pages: 0, .. } => format!("{label}: reading users and groups"),
         Phase::Reading { pages, entities } => {
             format!("{label}: reading users and groups (page {pages}, {entities} entities)")
         }
@@ -137,6 +138,10 @@ mod tests {
         let lines: Vec<String> = [
             Phase::Connecting,
             Phase::Reading {
+                pages: 0,
+                entities: 0,
+            },
+            Phase::Reading {
                 pages: 2,
                 entities: 1500,
             },
@@ -148,6 +153,7 @@ mod tests {
         .collect();
         insta::assert_snapshot!(lines.join("\n"), @r"
         111111111111 (prod): assuming role
+        111111111111 (prod): reading users and groups
         111111111111 (prod): reading users and groups (page 2, 1500 entities)
         111111111111 (prod): recording 42 findings
         111111111111 (prod): verifying and detaching, 3/10 users

@@ -361,6 +361,10 @@ impl<C: Connector> Engine<C> {
         };
         let findings_run = match plan {
             Plan::Scan | Plan::ScanApply => {
+                phase(Phase::Reading {
+                    pages: 0,
+                    entities: 0,
+                });
                 let read = scan::read_account(&iam, target, &self.cancel, |pages, entities| {
                     phase(Phase::Reading { pages, entities })
                 })
