@@ -119,16 +119,14 @@ impl SdkConnector {
         let mut conf = aws_sdk_organizations::config::Builder::from(&self.base)
             .region(Region::new(Partition::Aws.iam_region()));
         if let Some(role_arn) = &spec.management_role_arn {
-            let role = AssumedRole {
-                sts: self.sts(Partition::Aws),
-                role_arn: role_arn.clone(),
-                external_id: spec.external_id.clone(),
-                session_name: "iamsweep-organization".into(),
-                first: Mutex::new(None),
-            };
-            let first = role.assume().await?;
-            *role.first.lock().expect("credentials lock") = Some(first);
-            conf = conf.credentials_provider(SharedCredentialsProvider::new(role));
+            let role = AssumedRole::start(
+                self.sts(Partition::Aws),
+                role_arn,
+                spec.external_id.as_deref(),
+                "iamsweep-organization",
+            )
+            .await?;
+            conf = conf.credentials_provider(role);
         }
         Ok(SdkOrg {
             client: aws_sdk_organizations::Client::from_conf(conf.build()),
@@ -153,20 +151,7 @@ impl Connector for SdkConnector {
                 role_arn,
                 external_id,
                 session_name,
-            } => {
-                let role = AssumedRole {
-                    sts,
-                    role_arn: role_arn.clone(),
-                    external_id: external_id.clone(),
-                    session_name: session_name.clone(),
-                    first: Mutex::new(None),
-                };
-                // Assume explicitly, once, so a refused role fails this account with its real
-                // code; the provider then hands these out and refreshes them before expiry.
-                let first = role.assume().await?;
-                *role.first.lock().expect("credentials lock") = Some(first);
-                SharedCredentialsProvider::new(role)
-            }
+            } => AssumedRole::start(sts, role_arn, external_id.as_deref(), session_name).await?,
             Access::BaseCredentials => {
                 let out = sts
                     .get_caller_identity()
@@ -218,6 +203,26 @@ struct AssumedRole {
 }
 
 impl AssumedRole {
+    /// Assumes the role once, explicitly, so a refused role fails with its real code; the
+    /// returned provider hands these credentials out first and re-assumes before expiry.
+    async fn start(
+        sts: aws_sdk_sts::Client,
+        role_arn: &str,
+        external_id: Option<&str>,
+        session_name: &str,
+    ) -> Result<SharedCredentialsProvider, AwsError> {
+        let role = AssumedRole {
+            sts,
+            role_arn: role_arn.to_owned(),
+            external_id: external_id.map(str::to_owned),
+            session_name: session_name.to_owned(),
+            first: Mutex::new(None),
+        };
+        let first = role.assume().await?;
+        *role.first.lock().expect("credentials lock") = Some(first);
+        Ok(SharedCredentialsProvider::new(role))
+    }
+
     async fn assume(&self) -> Result<Credentials, AwsError> {
         let out = self
             .sts
