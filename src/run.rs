@@ -297,46 +297,35 @@ impl<C: Connector> Engine<C> {
         let (status, error) = match &end {
             AccountEnd::Done(t) if t.limit_reached => (
                 AccountStatus::Stopped,
-                Some(format!(
-                    "MaxDetachesReached: stopped: more detaches were needed than --max-detaches-per-account {}; the rest stay open for a later run",
-                    limit.unwrap_or_default()
+                Some(AwsError::new(
+                    crate::aws::ErrorKind::Other,
+                    "MaxDetachesReached",
+                    format!(
+                        "stopped: more detaches were needed than --max-detaches-per-account {}; the rest stay open for a later run",
+                        limit.unwrap_or_default()
+                    ),
                 )),
             ),
             AccountEnd::Done(t) if t.interrupted => (AccountStatus::Scanned, None),
             AccountEnd::Done(_) => (AccountStatus::Completed, None),
-            AccountEnd::Failed(e) => (AccountStatus::Failed, Some(e.to_string())),
+            AccountEnd::Failed(e) => (AccountStatus::Failed, Some(e.clone())),
             AccountEnd::Interrupted => (AccountStatus::Pending, None),
         };
-        let id2 = id.clone();
-        let failure = match &end {
-            AccountEnd::Failed(e) => Some(e.clone()),
-            _ => None,
-        };
-        let message = error.clone();
+        let (id2, error2) = (id.clone(), error.clone());
         self.store
             .call(move |s| match status {
-                AccountStatus::Stopped => s.stop_account(
-                    run_id,
-                    &id2,
-                    "MaxDetachesReached",
-                    message
-                        .as_deref()
-                        .and_then(|m| m.split_once(": "))
-                        .map_or("", |(_, m)| m),
-                    &calls,
-                ),
                 // Interrupted: keep its status (pending, or scanned) for `resume`.
                 AccountStatus::Scanned | AccountStatus::Pending => {
                     s.pause_account(run_id, &id2, &calls)
                 }
-                _ => s.finish_account(run_id, &id2, status, failure.as_ref(), &calls),
+                _ => s.finish_account(run_id, &id2, status, error2.as_ref(), &calls),
             })
             .await?;
         self.reporter.report(&Event::AccountFinished {
             account: id,
             label: target.label(),
             status,
-            error,
+            error: error.map(|e| e.to_string()),
         });
         Ok(end)
     }

@@ -343,20 +343,6 @@ impl Store {
         Ok(())
     }
 
-    /// Marks an account stopped with a reason that is not an AWS error (e.g. the circuit
-    /// breaker), keeping its calls.
-    pub fn stop_account(
-        &mut self,
-        run_id: i64,
-        account: &AccountId,
-        code: &str,
-        message: &str,
-        calls: &CallCounts,
-    ) -> Result<(), StoreError> {
-        let e = AwsError::new(crate::aws::ErrorKind::Other, code, message);
-        self.finish_account(run_id, account, AccountStatus::Stopped, Some(&e), calls)
-    }
-
     // --- the journal ---------------------------------------------------------------------
 
     /// The redundant findings of `findings_run` in `account` that run `action_run` has not
