@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use iamsweep::aws::Op;
 use iamsweep::aws::fake::{FakeOrg, Synthetic};
 use iamsweep::calls::{CallPolicy, RetryPolicy};
 use iamsweep::cancel::Cancel;
@@ -186,7 +185,6 @@ fn throttle(args: &[String]) {
         apply_wall / bound,
         peak_rss_mib()
     );
-    let _ = Op::ALL;
 }
 
 fn sqlite(args: &[String]) {

@@ -34,10 +34,6 @@ impl CallCounts {
         self.0.iter().map(|(op, c)| (*op, *c))
     }
 
-    pub fn get(&self, op: Op) -> OpCount {
-        self.0.get(&op).copied().unwrap_or_default()
-    }
-
     pub fn set(&mut self, op: Op, count: OpCount) {
         self.0.insert(op, count);
     }
@@ -214,10 +210,6 @@ pub struct Metered<I> {
 }
 
 impl<I: Iam> Metered<I> {
-    pub fn meter(&self) -> &Arc<Meter> {
-        &self.meter
-    }
-
     pub async fn authorization_details(
         &self,
         marker: Option<String>,

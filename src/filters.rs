@@ -35,10 +35,6 @@ impl Patterns {
     pub fn matches(&self, s: &str) -> bool {
         !self.patterns.is_empty() && self.set.is_match(s)
     }
-
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
-    }
 }
 
 impl PartialEq for Patterns {

@@ -21,7 +21,6 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct RunLock {
     file: File,
-    path: PathBuf,
     /// What the lock file said when it was taken over from a dead process.
     pub taken_over: Option<String>,
 }
@@ -64,7 +63,6 @@ impl RunLock {
         let _ = file.read_to_string(&mut previous);
         let mut lock = Self {
             file,
-            path,
             taken_over: (!previous.trim().is_empty()).then(|| describe(&previous)),
         };
         lock.write(None).map_err(io)?;
@@ -92,7 +90,6 @@ impl Drop for RunLock {
     fn drop(&mut self) {
         // An empty file means "free"; the OS releases the lock itself when the file closes.
         let _ = self.file.set_len(0);
-        let _ = &self.path;
     }
 }
 

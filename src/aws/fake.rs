@@ -120,10 +120,6 @@ impl FakeOrg {
         self.with_account(account, |a| a.users.get(user).map(|u| u.attached.clone()))
     }
 
-    pub fn snapshot(&self, account: &str) -> FakeAccount {
-        self.with_account(account, |a| a.clone())
-    }
-
     // --- behaviour -----------------------------------------------------------------------
 
     /// Entities per `GetAccountAuthorizationDetails` page and items per list page.
@@ -391,7 +387,7 @@ impl Iam for FakeIam {
                 if let (Some(shape), false) = (st.synthetic, st.accounts.contains_key(&account)) {
                     return Ok(synthetic_page(&account, shape, marker, size));
                 }
-                let a = st.accounts.entry(account).or_default();
+                let a = st.accounts.entry(account.clone()).or_default();
                 let start: usize = marker.and_then(|m| m.parse().ok()).unwrap_or(0);
                 let total = a.users.len() + a.groups.len();
                 let end = (start + size).min(total);
@@ -403,7 +399,7 @@ impl Iam for FakeIam {
                 for (name, u) in a.users.iter().skip(start).take(end.saturating_sub(start)) {
                     page.users.push(UserDetail {
                         name: UserName::new(name.clone()),
-                        arn: format!("arn:aws:iam::{}:user/{name}", "000000000000"),
+                        arn: format!("arn:aws:iam::{account}:user/{name}"),
                         groups: u.groups.iter().cloned().collect(),
                         attached: attached(&u.attached),
                     });
@@ -419,12 +415,6 @@ impl Iam for FakeIam {
                 Ok(page)
             })
             .await
-            .map(|mut page| {
-                for u in &mut page.users {
-                    u.arn = u.arn.replace("000000000000", self.account());
-                }
-                page
-            })
     }
 
     async fn list_attached_user_policies(

@@ -186,10 +186,6 @@ impl Store {
         }))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     // --- runs ----------------------------------------------------------------------------
 
     /// Starts a run: the run row and one `pending` row per account, in one transaction.
