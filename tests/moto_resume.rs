@@ -11,7 +11,7 @@ use common::*;
 const USERS: usize = 100;
 
 /// Checks the end state of a finished scenario: moto and the journal agree, nothing repeated.
-fn assert_done_exactly_once(w: &Workdir, accounts: &[&str]) {
+fn assert_done_exactly_once(w: &Workdir, accounts: &[String]) {
     block_on(async {
         for a in accounts {
             let arn = |name: &str| format!("arn:aws:iam::{a}:policy/{name}");
@@ -69,6 +69,27 @@ fn assert_done_exactly_once(w: &Workdir, accounts: &[&str]) {
     );
 }
 
+/// Starts `apply --yes` paced at `rate` calls/s per account, and returns once `detached`
+/// detaches are journaled (0: once the run exists).
+fn apply_until(w: &Workdir, rate: &str, detached: i64) -> std::process::Child {
+    let mut child = spawn_iamsweep(
+        &w.db(),
+        &w.accounts(),
+        &["--max-rate", rate, "apply", "--yes"],
+    );
+    if detached == 0 {
+        wait_until(&w.db(), "SELECT count(*) FROM runs", |n| n >= 1, &mut child);
+    } else {
+        wait_until(
+            &w.db(),
+            "SELECT count(*) FROM actions WHERE status = 'detached'",
+            |n| n >= detached,
+            &mut child,
+        );
+    }
+    child
+}
+
 fn scenario(first_account: u64) -> (Workdir, Vec<String>) {
     let accounts: Vec<String> = (0..2).map(|i| (first_account + i).to_string()).collect();
     block_on(async {
@@ -91,21 +112,7 @@ fn kill_9_at_any_moment_then_resume_detaches_everything_exactly_once() {
     ] {
         let (w, accounts) = scenario(first);
         // Paced so the run takes a few seconds: the kill lands where we want it.
-        let mut child = spawn_iamsweep(
-            &w.db(),
-            &w.accounts(),
-            &["--max-rate", "150", "apply", "--yes"],
-        );
-        if detached == 0 {
-            wait_until(&w.db(), "SELECT count(*) FROM runs", |n| n >= 1, &mut child);
-        } else {
-            wait_until(
-                &w.db(),
-                "SELECT count(*) FROM actions WHERE status = 'detached'",
-                |n| n >= detached,
-                &mut child,
-            );
-        }
+        let mut child = apply_until(&w, "150", detached);
         signal(&child, "-KILL");
         let _ = child.wait();
         let before: i64 = w.sql("SELECT count(*) FROM actions WHERE status = 'detached'");
@@ -123,8 +130,7 @@ fn kill_9_at_any_moment_then_resume_detaches_everything_exactly_once() {
             "{moment}: {}",
             stderr(&out)
         );
-        let ids: Vec<&str> = accounts.iter().map(String::as_str).collect();
-        assert_done_exactly_once(&w, &ids);
+        assert_done_exactly_once(&w, &accounts);
         eprintln!(
             "kill -9 {moment}: {before} detached and {pending} intents without outcome at the kill; resume finished the rest"
         );
@@ -135,17 +141,7 @@ fn kill_9_at_any_moment_then_resume_detaches_everything_exactly_once() {
 #[ignore = "needs moto: run scripts/test.sh"]
 fn ctrl_c_once_stops_cleanly_and_resume_finishes() {
     let (w, accounts) = scenario(100000000131);
-    let mut child = spawn_iamsweep(
-        &w.db(),
-        &w.accounts(),
-        &["--max-rate", "100", "apply", "--yes"],
-    );
-    wait_until(
-        &w.db(),
-        "SELECT count(*) FROM actions WHERE status = 'detached'",
-        |n| n >= 20,
-        &mut child,
-    );
+    let child = apply_until(&w, "100", 20);
     signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     assert_exit(&out, 130);
@@ -163,25 +159,14 @@ fn ctrl_c_once_stops_cleanly_and_resume_finishes() {
 
     let out = w.iamsweep(&["resume", "1"]);
     assert_exit(&out, 0);
-    let ids: Vec<&str> = accounts.iter().map(String::as_str).collect();
-    assert_done_exactly_once(&w, &ids);
+    assert_done_exactly_once(&w, &accounts);
 }
 
 #[test]
 #[ignore = "needs moto: run scripts/test.sh"]
 fn ctrl_c_twice_quits_at_once_and_the_journal_stays_consistent() {
     let (w, accounts) = scenario(100000000141);
-    let mut child = spawn_iamsweep(
-        &w.db(),
-        &w.accounts(),
-        &["--max-rate", "100", "apply", "--yes"],
-    );
-    wait_until(
-        &w.db(),
-        "SELECT count(*) FROM actions WHERE status = 'detached'",
-        |n| n >= 20,
-        &mut child,
-    );
+    let child = apply_until(&w, "100", 20);
     signal(&child, "-INT");
     std::thread::sleep(std::time::Duration::from_millis(20));
     signal(&child, "-INT");
@@ -191,25 +176,14 @@ fn ctrl_c_twice_quits_at_once_and_the_journal_stays_consistent() {
 
     let out = w.iamsweep(&["resume"]);
     assert_exit(&out, 0);
-    let ids: Vec<&str> = accounts.iter().map(String::as_str).collect();
-    assert_done_exactly_once(&w, &ids);
+    assert_done_exactly_once(&w, &accounts);
 }
 
 #[test]
 #[ignore = "needs moto: run scripts/test.sh"]
 fn a_second_process_is_refused_naming_the_run_and_readers_still_work() {
     let (w, accounts) = scenario(100000000151);
-    let mut child = spawn_iamsweep(
-        &w.db(),
-        &w.accounts(),
-        &["--max-rate", "50", "apply", "--yes"],
-    );
-    wait_until(
-        &w.db(),
-        "SELECT count(*) FROM actions WHERE status = 'detached'",
-        |n| n >= 5,
-        &mut child,
-    );
+    let mut child = apply_until(&w, "50", 5);
     let second = w.iamsweep(&["scan"]);
     assert_exit(&second, 2);
     let err = stderr(&second);
@@ -235,6 +209,5 @@ fn a_second_process_is_refused_naming_the_run_and_readers_still_work() {
     let err = stderr(&out);
     assert!(err.contains("took over the lock left by run 1"), "{err}");
     assert!(err.contains("run 1 marked interrupted"), "{err}");
-    let ids: Vec<&str> = accounts.iter().map(String::as_str).collect();
-    assert_done_exactly_once(&w, &ids);
+    assert_done_exactly_once(&w, &accounts);
 }
