@@ -4,7 +4,8 @@
 //!
 //!   scan-org [ACCOUNTS] [USERS] [GROUPS] [LATENCY_MS] [CONCURRENCY]
 //!   throttle [ACCOUNTS] [USERS] [REDUNDANT_PER_USER] [LIMIT_PER_S] [PACE_PER_S]
-//!   sqlite [ACCOUNTS] [FINDINGS_PER_ACCOUNT]
+//!   sqlite [ACCOUNTS] [FINDINGS_PER_ACCOUNT]     (SIM_KEEP_DB=PATH keeps the database)
+//!   report DB [RUN] [ROUNDS]                     (streams an existing database's report)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -190,7 +191,8 @@ fn throttle(args: &[String]) {
 fn sqlite(args: &[String]) {
     let (n, per) = (arg(args, 0, 1000), arg(args, 1, 1000));
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("bench.db");
+    let db =
+        std::env::var_os("SIM_KEEP_DB").map_or_else(|| dir.path().join("bench.db"), Into::into);
     let file = accounts(n);
     let mut store = Store::open(&db).unwrap();
     let run = store
@@ -241,17 +243,8 @@ fn sqlite(args: &[String]) {
     }
     drop(store);
     let store = Store::open_read_only(&db).unwrap().unwrap();
-    // What `report --format csv` and `--format json` do: stream every finding out.
-    let start = Instant::now();
-    let mut csv = iamsweep::report::FindingStream::start(std::io::sink(), Format::Csv).unwrap();
-    let rows = store.report_each(run, |f| csv.row(f)).unwrap();
-    csv.finish().unwrap();
-    let report = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let mut json = iamsweep::report::FindingStream::start(std::io::sink(), Format::Json).unwrap();
-    store.report_each(run, |f| json.row(f)).unwrap();
-    json.finish().unwrap();
-    let report_json = start.elapsed().as_secs_f64();
+    let (rows, report) = stream_report(&store, run, Format::Csv);
+    let (_, report_json) = stream_report(&store, run, Format::Json);
     // SQLite's own share: step through the same rows without decoding them.
     let start = Instant::now();
     let raw: i64 = count(
@@ -285,6 +278,29 @@ fn sqlite(args: &[String]) {
     );
 }
 
+/// What `report --format csv|json` does: streams every finding of the run out. Rows and seconds.
+fn stream_report(store: &Store, run: i64, format: Format) -> (u64, f64) {
+    let start = Instant::now();
+    let mut out = iamsweep::report::FindingStream::start(std::io::sink(), format).unwrap();
+    let rows = store.report_each(run, |f| out.row(f)).unwrap();
+    out.finish().unwrap();
+    (rows, start.elapsed().as_secs_f64())
+}
+
+/// `report DB RUN [ROUNDS]`: times the streamed report of an existing database (profiling).
+fn report(args: &[String]) {
+    let db = std::path::Path::new(args.first().expect("report DB RUN"));
+    let run = arg(args, 1, 1) as i64;
+    let store = Store::open_read_only(db).unwrap().unwrap();
+    for _ in 0..arg(args, 2, 1) {
+        let (rows, csv) = stream_report(&store, run, Format::Csv);
+        let (_, json) = stream_report(&store, run, Format::Json);
+        println!(
+            "{{\"scenario\":\"report\",\"rows\":{rows},\"csv_s\":{csv:.2},\"json_s\":{json:.2}}}"
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -294,6 +310,7 @@ fn main() {
         Some("scan-org") => scan_org(&args[1..]),
         Some("throttle") => throttle(&args[1..]),
         Some("sqlite") => sqlite(&args[1..]),
-        _ => eprintln!("usage: sim scan-org|throttle|sqlite [ARGS] (see benches/sim.rs)"),
+        Some("report") => report(&args[1..]),
+        _ => eprintln!("usage: sim scan-org|throttle|sqlite|report [ARGS] (see benches/sim.rs)"),
     }
 }

@@ -86,11 +86,35 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], numeric: &[bool]) -> String
 
 /// Writes one CSV field without allocating unless it needs quotes.
 fn write_csv_field(out: &mut impl Write, s: &str) -> std::io::Result<()> {
-    if s.contains([',', '"', '\n', '\r']) {
+    // Bytes, not chars: the check runs on every cell of a million-row report.
+    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
         out.write_all(csv_field(s).as_bytes())
     } else {
         out.write_all(s.as_bytes())
     }
+}
+
+/// The names of a stored JSON array of group names, joined with `;`. IAM names hold neither `"`
+/// nor a backslash, so a compact array of them is split as it is; anything else is parsed.
+fn join_group_names(raw: &str, out: &mut String) {
+    let inner = raw.strip_prefix("[\"").and_then(|r| r.strip_suffix("\"]"));
+    if let Some(inner) = inner.filter(|i| !i.contains('\\')) {
+        for (i, name) in inner.split("\",\"").enumerate() {
+            if name.contains('"') {
+                out.clear();
+                break;
+            }
+            if i > 0 {
+                out.push(';');
+            }
+            out.push_str(name);
+        }
+        if !out.is_empty() {
+            return;
+        }
+    }
+    let names: Vec<String> = serde_json::from_str(raw).unwrap_or_default();
+    out.push_str(&names.join(";"));
 }
 
 /// One RFC 4180 CSV field: quoted only when it needs it.
@@ -281,6 +305,8 @@ pub struct FindingStream<W: Write> {
     out: W,
     format: Format,
     rows: u64,
+    /// The CSV covering-groups cell, reused from row to row.
+    groups: String,
 }
 
 impl<W: Write> FindingStream<W> {
@@ -292,6 +318,7 @@ impl<W: Write> FindingStream<W> {
             out,
             format,
             rows: 0,
+            groups: String::new(),
         })
     }
 
@@ -326,11 +353,9 @@ impl<W: Write> FindingStream<W> {
                 out.write_all(b",")?;
                 let raw = f.covering_groups.get();
                 if raw != "[]" {
-                    // Group names rarely need JSON escapes: borrow them when they do not.
-                    match serde_json::from_str::<Vec<&str>>(raw) {
-                        Ok(names) => write_csv_field(out, &names.join(";"))?,
-                        Err(_) => write_csv_field(out, &f.groups().join(";"))?,
-                    }
+                    self.groups.clear();
+                    join_group_names(raw, &mut self.groups);
+                    write_csv_field(out, &self.groups)?;
                 }
                 for cell in [
                     a.map_or("", |a| a.status),
@@ -507,6 +532,21 @@ mod tests {
             ],
         );
         assert_eq!(s, "a,b\n\"x,y\",\"say \"\"hi\"\"\"\nplain,\n");
+    }
+
+    #[test]
+    fn group_names_join_whatever_the_stored_array_looks_like() {
+        let joined = |raw: &str| {
+            let mut out = String::new();
+            join_group_names(raw, &mut out);
+            out
+        };
+        assert_eq!(joined(r#"["admins"]"#), "admins");
+        assert_eq!(joined(r#"["a,b","c=d@e"]"#), "a,b;c=d@e");
+        // Not written by iamsweep, still read right: spaces and escapes go through the parser.
+        assert_eq!(joined(r#"["a", "b"]"#), "a;b");
+        assert_eq!(joined(r#"["a\u0062"]"#), "ab");
+        assert_eq!(joined(r#"[""]"#), "");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use rusqlite_migration::{M, Migrations};
 
 pub mod actor;
 mod rows;
+mod stream;
 
 pub use rows::*;
 
@@ -915,90 +916,6 @@ impl Store {
             Ok(())
         })?;
         Ok(rows)
-    }
-
-    /// Like [`Store::report`], one finding at a time, borrowed from the database row: a run of
-    /// a million findings is written out without holding it in memory. Returns the count.
-    pub fn report_each(
-        &self,
-        run_id: i64,
-        mut each: impl FnMut(&FindingView<'_>) -> std::io::Result<()>,
-    ) -> Result<u64, StoreError> {
-        let run = self.run(run_id)?;
-        let findings_run = match (run.kind.as_str(), run.source_run_id) {
-            ("apply", Some(src)) => src,
-            _ => run_id,
-        };
-        let action_run: Option<i64> = (run.kind != "scan").then_some(run_id);
-        type Names = std::collections::HashMap<String, (Option<String>, Option<String>)>;
-        let names: Names = self
-            .conn
-            .prepare("SELECT account_id, account_name, origin FROM run_accounts WHERE run_id = ?1")?
-            .query_map(params![findings_run], |r| {
-                Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut stmt = self.conn.prepare(
-            "SELECT f.id, f.account_id, f.user_name, f.user_arn, f.policy_arn,
-                    f.policy_name, f.kind, f.covering_groups,
-                    x.id, x.run_id, x.status, x.reason, x.covering_group, x.request_id,
-                    x.error_code, x.error_message, x.finished_at
-             FROM findings f
-             LEFT JOIN actions x ON x.id = (
-                 SELECT max(y.id) FROM actions y
-                 WHERE y.finding_id = f.id AND (?2 IS NULL OR y.run_id = ?2))
-             WHERE f.run_id = ?1
-             ORDER BY f.account_id, f.user_name, f.policy_arn",
-        )?;
-        let mut rows = stmt.query(params![findings_run, action_run])?;
-        let mut count = 0;
-        while let Some(r) = rows.next()? {
-            let text = |i: usize| -> rusqlite::Result<&str> { Ok(r.get_ref(i)?.as_str()?) };
-            let opt = |i: usize| -> rusqlite::Result<Option<&str>> {
-                Ok(r.get_ref(i)?.as_str_or_null()?)
-            };
-            let account_id = text(1)?;
-            let (account_name, account_origin) = names
-                .get(account_id)
-                .map_or((None, None), |(n, o)| (n.as_deref(), o.as_deref()));
-            let groups = text(7)?;
-            let action = match r.get::<_, Option<i64>>(8)? {
-                Some(id) => Some(ActionView {
-                    id,
-                    run_id: r.get(9)?,
-                    status: text(10)?,
-                    reason: opt(11)?,
-                    covering_group: opt(12)?,
-                    request_id: opt(13)?,
-                    error_code: opt(14)?,
-                    error_message: opt(15)?,
-                    finished_at: opt(16)?,
-                }),
-                None => None,
-            };
-            let view = FindingView {
-                finding_id: r.get(0)?,
-                account_id,
-                account_name,
-                account_origin,
-                user_name: text(2)?,
-                user_arn: text(3)?,
-                policy_arn: text(4)?,
-                policy_name: text(5)?,
-                kind: text(6)?,
-                covering_groups: serde_json::from_str(groups).map_err(|e| {
-                    StoreError::NotFound(format!(
-                        "finding {} has unreadable covering groups: {e}",
-                        r.get::<_, i64>(0).unwrap_or(0)
-                    ))
-                })?,
-                action,
-            };
-            each(&view)
-                .map_err(|e| StoreError::NotFound(format!("cannot write the report: {e}")))?;
-            count += 1;
-        }
-        Ok(count)
     }
 }
 
