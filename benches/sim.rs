@@ -5,6 +5,7 @@
 //!   scan-org [ACCOUNTS] [USERS] [GROUPS] [LATENCY_MS] [CONCURRENCY]
 //!   throttle [ACCOUNTS] [USERS] [REDUNDANT_PER_USER] [LIMIT_PER_S] [PACE_PER_S]
 //!   sqlite [ACCOUNTS] [FINDINGS_PER_ACCOUNT]     (SIM_KEEP_DB=PATH keeps the database)
+//!   sqlite-apply DB [ACCOUNTS]                   (adds an apply run to the kept database)
 //!   report DB [RUN] [ROUNDS]                     (streams an existing database's report)
 
 use std::sync::Arc;
@@ -287,6 +288,42 @@ fn stream_report(store: &Store, run: i64, format: Format) -> (u64, f64) {
     (rows, start.elapsed().as_secs_f64())
 }
 
+/// `sqlite-apply DB`: gives the scan of `sqlite` (run 1) an apply run (run 2) that detached
+/// every redundant finding, written with one SQL statement (seeding, not a measured path), so
+/// that `report 2` reads through the actions and `history` has rows to find. Prints the run.
+fn sqlite_apply(args: &[String]) {
+    let db = std::path::Path::new(args.first().expect("sqlite-apply DB"));
+    let file = accounts(arg(args, 1, 1000));
+    let run = Store::open(db)
+        .unwrap()
+        .create_run(RunKind::Apply, Some(1), &file, &file.accounts, "{}")
+        .unwrap();
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let start = Instant::now();
+    let actions = conn
+        .execute(
+            "INSERT INTO actions (run_id, finding_id, account_id, user_name, policy_arn, operation,
+                                  status, covering_group, request_id, intent_at, finished_at,
+                                  checked_at)
+             SELECT ?1, id, account_id, user_name, policy_arn, 'detach', 'detached',
+                    covering_groups ->> '$[0]', 'req-' || id, '2026-11-28T00:00:00.000Z',
+                    '2026-11-28T00:00:00.080Z', '2026-11-28T00:00:00.160Z'
+             FROM findings WHERE run_id = 1 AND kind = 'redundant_direct' ORDER BY id",
+            [run],
+        )
+        .unwrap();
+    conn.execute(
+        "UPDATE runs SET status = 'completed', finished_at = '2026-11-28T00:10:00.000Z'
+         WHERE id = ?1",
+        [run],
+    )
+    .unwrap();
+    println!(
+        "{{\"scenario\":\"sqlite-apply\",\"run\":{run},\"actions\":{actions},\"insert_s\":{:.2}}}",
+        start.elapsed().as_secs_f64()
+    );
+}
+
 /// `report DB RUN [ROUNDS]`: times the streamed report of an existing database (profiling).
 fn report(args: &[String]) {
     let db = std::path::Path::new(args.first().expect("report DB RUN"));
@@ -310,7 +347,10 @@ fn main() {
         Some("scan-org") => scan_org(&args[1..]),
         Some("throttle") => throttle(&args[1..]),
         Some("sqlite") => sqlite(&args[1..]),
+        Some("sqlite-apply") => sqlite_apply(&args[1..]),
         Some("report") => report(&args[1..]),
-        _ => eprintln!("usage: sim scan-org|throttle|sqlite|report [ARGS] (see benches/sim.rs)"),
+        _ => eprintln!(
+            "usage: sim scan-org|throttle|sqlite|sqlite-apply|report [ARGS] (see benches/sim.rs)"
+        ),
     }
 }

@@ -123,6 +123,43 @@ fn a_report_larger_than_a_batch_has_every_finding_once_in_order_with_its_action(
 }
 
 #[test]
+fn each_run_reports_its_own_action_and_the_scan_the_latest() {
+    let mut rig = rig();
+    let scan = block_on(rig.engine.scan(&rig.file)).unwrap().run_id;
+    let targets = rig.file.accounts.clone();
+    let first = block_on(rig.engine.apply_run(scan, &rig.file, targets.clone()))
+        .unwrap()
+        .run_id;
+    // Again without the exclusion: the excluded users' attachments go now, the rest are gone.
+    rig.engine.options.apply.filters.exclude_users = Default::default();
+    let second = block_on(rig.engine.apply_run(scan, &rig.file, targets))
+        .unwrap()
+        .run_id;
+    let rows = report(&rig, scan);
+    let first_want: Vec<_> = rows.iter().map(expected).collect();
+    let second_want: Vec<_> = rows
+        .iter()
+        .map(|r| match expected(r) {
+            None => None,
+            Some(("skipped", _)) => Some(("detached", None)),
+            Some(_) => Some(("already_detached", Some("not_attached_at_verify"))),
+        })
+        .collect();
+    assert_eq!(actions(&report(&rig, first)), first_want);
+    assert_eq!(actions(&report(&rig, second)), second_want);
+    assert_eq!(
+        actions(&rows),
+        second_want,
+        "the scan shows the latest action"
+    );
+    assert!(
+        rows.iter()
+            .filter_map(|r| r.action.as_ref())
+            .all(|a| a.run_id == second)
+    );
+}
+
+#[test]
 fn a_writer_that_fails_stops_the_report_with_its_error() {
     let rig = rig();
     let scan = block_on(rig.engine.scan(&rig.file)).unwrap().run_id;

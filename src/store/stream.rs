@@ -1,8 +1,9 @@
 //! A run's findings streamed in report order, for `report --format csv|json` of a million rows.
-//! Two threads share the work: a reader with its own connection steps through the rows and
-//! copies them into batches; the caller's thread turns each row into a borrowed
-//! [`FindingView`] and writes it out. One query, so one consistent snapshot; at most a few
-//! batches in flight, so memory stays flat whatever the size of the run.
+//! Two threads share the work: a reader with its own connection walks the run account by
+//! account, in one read transaction (one consistent snapshot), and copies each finding with its
+//! latest action into batches; the caller's thread turns each row into a borrowed
+//! [`FindingView`] and writes it out. At most a few batches and one account's actions are held,
+//! so memory stays flat whatever the size of the run.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -20,8 +21,6 @@ const IN_FLIGHT: usize = 4;
 
 /// Text cells per row: the finding's seven, then the action's seven.
 const TEXTS: usize = 14;
-/// The text cells, in the order the queries select them (after `f.id`, then `x.id, x.run_id`).
-const FINDING_TEXTS: Range<usize> = 0..7;
 
 /// Rows copied out of SQLite: every text cell's bytes back to back, cells as ranges into them.
 #[derive(Default)]
@@ -40,17 +39,27 @@ impl Batch {
         self.ints.clear();
     }
 
-    fn push_text(&mut self, value: ValueRef<'_>) -> rusqlite::Result<()> {
-        let cell = match value {
-            ValueRef::Null => None,
-            other => {
-                let start = self.bytes.len() as u32;
-                self.bytes.extend_from_slice(other.as_bytes()?);
-                Some(start..self.bytes.len() as u32)
-            }
-        };
+    fn push(&mut self, value: Option<&[u8]>) {
+        let cell = value.map(|v| {
+            let start = self.bytes.len() as u32;
+            self.bytes.extend_from_slice(v);
+            start..self.bytes.len() as u32
+        });
         self.cells.push(cell);
+    }
+
+    fn push_text(&mut self, value: ValueRef<'_>) -> rusqlite::Result<()> {
+        match value {
+            ValueRef::Null => self.push(None),
+            other => self.push(Some(other.as_bytes()?)),
+        }
         Ok(())
+    }
+
+    /// Cell `i` of the batch, as bytes.
+    fn cell(&self, i: usize) -> Option<&[u8]> {
+        let r = self.cells[i].as_ref()?;
+        Some(&self.bytes[r.start as usize..r.end as usize])
     }
 }
 
@@ -63,8 +72,6 @@ struct Scope {
     findings_run: i64,
     /// `None` for a scan: the latest action of any run on each finding.
     action_run: Option<i64>,
-    /// Whether any action touches these findings; without, the per-row look-up is skipped.
-    has_actions: bool,
 }
 
 impl Store {
@@ -81,24 +88,30 @@ impl Store {
             _ => run_id,
         };
         let action_run: Option<i64> = (run.kind != "scan").then_some(run_id);
-        let names: HashMap<String, NameOrigin> = self
+        // The run's accounts in report order, with what the report shows of each.
+        let accounts: Vec<(String, NameOrigin)> = self
             .conn
-            .prepare("SELECT account_id, account_name, origin FROM run_accounts WHERE run_id = ?1")?
+            .prepare(
+                "SELECT account_id, account_name, origin FROM run_accounts
+                 WHERE run_id = ?1 ORDER BY account_id",
+            )?
             .query_map(params![findings_run], |r| {
                 Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
             })?
             .collect::<Result<_, _>>()?;
+        let names: HashMap<&str, &NameOrigin> =
+            accounts.iter().map(|(id, n)| (id.as_str(), n)).collect();
+        let ids: Vec<&str> = accounts.iter().map(|(id, _)| id.as_str()).collect();
         let scope = Scope {
             findings_run,
             action_run,
-            has_actions: self.has_actions(findings_run, action_run)?,
         };
 
         let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(IN_FLIGHT);
         let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
-        let path = self.path.as_path();
+        let (path, ids) = (self.path.as_path(), ids.as_slice());
         std::thread::scope(|s| {
-            let reader = s.spawn(move || read_rows(path, scope, &full_tx, &spare_rx));
+            let reader = s.spawn(move || read_rows(path, scope, ids, &full_tx, &spare_rx));
             let mut count = 0;
             let mut last: Option<(&str, &NameOrigin)> = None;
             let written = full_rx.iter().try_for_each(|batch| {
@@ -123,9 +136,7 @@ impl Store {
                     let account_id = required(0)?;
                     // Rows come account by account: look the account up when it changes.
                     if last.is_none_or(|(id, _)| id != account_id) {
-                        last = names
-                            .get_key_value(account_id)
-                            .map(|(k, v)| (k.as_str(), v));
+                        last = names.get_key_value(account_id).map(|(k, v)| (*k, *v));
                     }
                     let (account_name, account_origin) = last
                         .filter(|(id, _)| *id == account_id)
@@ -181,81 +192,95 @@ impl Store {
             Ok(count)
         })
     }
-
-    /// Whether any action (of `action_run`, or of any run) touches the run's findings. Walks
-    /// the actions, not the findings, and stops at the first.
-    fn has_actions(&self, findings_run: i64, action_run: Option<i64>) -> Result<bool, StoreError> {
-        Ok(match action_run {
-            Some(run) => self.conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM actions x CROSS JOIN findings f
-                                ON f.id = x.finding_id WHERE x.run_id = ?2 AND f.run_id = ?1)",
-                params![findings_run, run],
-                |r| r.get(0),
-            )?,
-            None => self.conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM actions x CROSS JOIN findings f
-                                ON f.id = x.finding_id WHERE f.run_id = ?1)",
-                params![findings_run],
-                |r| r.get(0),
-            )?,
-        })
-    }
 }
 
-/// The reader thread: its own read-only connection, one query, rows copied into batches.
-/// Stops quietly when the receiving side is gone.
+/// One account's actions on findings, copied like a batch (seven text cells per row), and the
+/// row of the latest action per finding.
+#[derive(Default)]
+struct AccountActions {
+    rows: Batch,
+    latest: HashMap<i64, usize>,
+}
+
+/// Loads `account`'s actions on findings into `these` (other runs' findings match none of this
+/// run's).
+fn load_actions(
+    actions: &mut rusqlite::Statement<'_>,
+    scope: Scope,
+    account: &str,
+    these: &mut AccountActions,
+) -> Result<(), StoreError> {
+    these.rows.clear();
+    these.latest.clear();
+    let mut rows = actions.query(params![scope.action_run, account])?;
+    while let Some(r) = rows.next()? {
+        let (finding, id): (i64, i64) = (r.get(0)?, r.get(1)?);
+        let row = these.rows.ints.len();
+        these
+            .rows
+            .ints
+            .push([Some(finding), Some(id), Some(r.get(2)?)]);
+        for i in 3..10 {
+            these.rows.push_text(r.get_ref(i)?)?;
+        }
+        let newest = these.latest.entry(finding).or_insert(row);
+        if these.rows.ints[*newest][1] < Some(id) {
+            *newest = row;
+        }
+    }
+    Ok(())
+}
+
+/// The reader thread: its own read-only connection, one read transaction (one consistent
+/// snapshot), account by account: the account's actions, then its findings in report order,
+/// each with its latest action, copied into batches. Stops quietly when the receiving side is
+/// gone.
 fn read_rows(
     path: &Path,
     scope: Scope,
+    accounts: &[&str],
     full: &mpsc::SyncSender<Batch>,
     spare: &mpsc::Receiver<Batch>,
 ) -> Result<(), StoreError> {
-    let store = Store::open_read_only(path)?
+    let mut store = Store::open_read_only(path)?
         .ok_or_else(|| StoreError::NotFound(format!("{} is gone", path.display())))?;
-    const FINDING: &str = "SELECT f.id, f.account_id, f.user_name, f.user_arn, f.policy_arn,
-                f.policy_name, f.kind, f.covering_groups";
-    const ORDER: &str = "WHERE f.run_id = ?1 ORDER BY f.account_id, f.user_name, f.policy_arn";
-    let mut stmt;
-    let mut rows = if scope.has_actions {
-        stmt = store.conn.prepare(&format!(
-            "{FINDING}, x.id, x.run_id, x.status, x.reason, x.covering_group, x.request_id,
-                x.error_code, x.error_message, x.finished_at
-             FROM findings f
-             LEFT JOIN actions x ON x.id = (
-                 SELECT max(y.id) FROM actions y
-                 WHERE y.finding_id = f.id AND (?2 IS NULL OR y.run_id = ?2))
-             {ORDER}"
-        ))?;
-        stmt.query(params![scope.findings_run, scope.action_run])?
-    } else {
-        stmt = store
-            .conn
-            .prepare(&format!("{FINDING} FROM findings f {ORDER}"))?;
-        stmt.query(params![scope.findings_run])?
+    let tx = store.conn.transaction()?;
+    let mut findings = tx.prepare(
+        "SELECT id, user_name, user_arn, policy_arn, policy_name, kind, covering_groups
+         FROM findings WHERE run_id = ?1 AND account_id = ?2 ORDER BY user_name, policy_arn",
+    )?;
+    const ACTIONS: &str = "SELECT finding_id, id, run_id, status, reason, covering_group,
+                request_id, error_code, error_message, finished_at
+         FROM actions WHERE account_id = ?2 AND finding_id IS NOT NULL";
+    let mut actions = match scope.action_run {
+        Some(_) => tx.prepare(&format!("{ACTIONS} AND run_id = ?1"))?,
+        // A scan's findings show the latest action of any run (?1 is NULL, unused).
+        None => tx.prepare(ACTIONS)?,
     };
+    let mut these = AccountActions::default();
     let mut batch = Batch::default();
-    while let Some(r) = rows.next()? {
-        let action = if scope.has_actions {
-            [r.get(8)?, r.get(9)?]
-        } else {
-            [None, None]
-        };
-        batch.ints.push([Some(r.get(0)?), action[0], action[1]]);
-        for i in FINDING_TEXTS {
-            batch.push_text(r.get_ref(1 + i)?)?;
-        }
-        for i in FINDING_TEXTS {
-            match scope.has_actions {
-                true => batch.push_text(r.get_ref(10 + i)?)?,
-                false => batch.cells.push(None),
+    for account in accounts {
+        load_actions(&mut actions, scope, account, &mut these)?;
+        let mut rows = findings.query(params![scope.findings_run, account])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let action = these.latest.get(&id).copied();
+            let [_, action_id, action_run] = action.map_or([None; 3], |a| these.rows.ints[a]);
+            batch.ints.push([Some(id), action_id, action_run]);
+            batch.push(Some(account.as_bytes()));
+            for i in 1..7 {
+                batch.push_text(r.get_ref(i)?)?;
             }
-        }
-        if batch.ints.len() == BATCH_ROWS {
-            let next = spare.try_recv().unwrap_or_default();
-            if full.send(std::mem::replace(&mut batch, next)).is_err() {
-                return Ok(());
+            for i in 0..7 {
+                batch.push(action.and_then(|a| these.rows.cell(a * 7 + i)));
             }
-            batch.clear();
+            if batch.ints.len() == BATCH_ROWS {
+                let next = spare.try_recv().unwrap_or_default();
+                if full.send(std::mem::replace(&mut batch, next)).is_err() {
+                    return Ok(());
+                }
+                batch.clear();
+            }
         }
     }
     if !batch.ints.is_empty() {
