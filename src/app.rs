@@ -84,14 +84,23 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
                 let _ = out.write_all(report::findings(&rows).as_bytes());
                 let _ = out.write_all(report::api_calls(&store.api_calls(id)?).as_bytes());
             } else {
-                // Streamed: a million findings go out without being held in memory.
-                let io =
-                    |e: std::io::Error| AppError::Usage(format!("cannot write the report: {e}"));
-                let mut stream =
-                    report::FindingStream::start(std::io::BufWriter::new(&mut out), *format)
-                        .map_err(io)?;
-                store.report_each(id, |f| stream.row(f))?;
-                stream.finish().map_err(io)?;
+                // Streamed: a million findings go out without being held in memory. A reader
+                // that stops early (`| head`) ends the report quietly, as with any Unix tool.
+                let written = report::FindingStream::start(
+                    std::io::BufWriter::with_capacity(1 << 16, &mut out),
+                    *format,
+                )
+                .map_err(StoreError::Write)
+                .and_then(|mut stream| {
+                    store.report_each(id, |f| stream.row(f))?;
+                    stream.finish().map_err(StoreError::Write)
+                });
+                match written {
+                    Err(StoreError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    other => {
+                        other?;
+                    }
+                }
             }
             Ok(exit::OK)
         }

@@ -179,3 +179,36 @@ fn a_writer_that_fails_stops_the_report_with_its_error() {
     // The database is untouched and readable again at once.
     assert_eq!(report(&rig, scan).len(), ACCOUNTS.len() * USERS * 2);
 }
+
+#[test]
+fn a_report_piped_into_a_reader_that_stops_early_ends_quietly() {
+    use std::io::BufRead;
+    let rig = rig();
+    let scan = block_on(rig.engine.scan(&rig.file)).unwrap().run_id;
+    for format in ["csv", "json"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_iamsweep"))
+            .arg("--db")
+            .arg(rig.db())
+            .args(["report", &scan.to_string(), "--format", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Like `| head -n 1`: one line, then the pipe is closed with ~1 MB still to come.
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(
+            first.starts_with("account_id,") || first == "[\n",
+            "{first:?}"
+        );
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{format}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "",
+            "{format}: no error shown"
+        );
+    }
+}

@@ -50,6 +50,8 @@ pub enum StoreError {
     Migration(#[from] rusqlite_migration::Error),
     #[error("{0}")]
     NotFound(String),
+    #[error("cannot write the report: {0}")]
+    Write(#[source] std::io::Error),
 }
 
 /// The current time as stored: UTC RFC 3339 with milliseconds.

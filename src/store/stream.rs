@@ -172,9 +172,7 @@ impl Store {
                         })?,
                         action,
                     };
-                    each(&view).map_err(|e| {
-                        StoreError::NotFound(format!("cannot write the report: {e}"))
-                    })?;
+                    each(&view).map_err(StoreError::Write)?;
                     count += 1;
                 }
                 // The reader refills it; if the reader is done, the batch is simply dropped.
