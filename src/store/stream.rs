@@ -19,24 +19,25 @@ use super::{ActionView, FindingView, Store, StoreError};
 const BATCH_ROWS: usize = 2048;
 const IN_FLIGHT: usize = 4;
 
-/// Text cells per row: the finding's seven, then the action's seven.
-const TEXTS: usize = 14;
+/// Text cells per finding (user_name, user_arn, policy_arn, policy_name, kind,
+/// covering_groups) and per action (status, reason, covering_group, request_id, error_code,
+/// error_message, finished_at).
+const FINDING_TEXTS: usize = 6;
+const ACTION_TEXTS: usize = 7;
+const TEXTS: usize = FINDING_TEXTS + ACTION_TEXTS;
 
-/// Rows copied out of SQLite: every text cell's bytes back to back, cells as ranges into them.
+/// Text copied out of SQLite: every cell's bytes back to back, cells as ranges into them.
 #[derive(Default)]
-struct Batch {
+struct Cells {
     bytes: Vec<u8>,
-    /// `TEXTS` per row; `None` is SQL NULL.
+    /// `None` is SQL NULL.
     cells: Vec<Option<Range<u32>>>,
-    /// Per row: the finding id, the action id and the action's run id.
-    ints: Vec<[Option<i64>; 3]>,
 }
 
-impl Batch {
+impl Cells {
     fn clear(&mut self) {
         self.bytes.clear();
         self.cells.clear();
-        self.ints.clear();
     }
 
     fn push(&mut self, value: Option<&[u8]>) {
@@ -56,10 +57,33 @@ impl Batch {
         Ok(())
     }
 
-    /// Cell `i` of the batch, as bytes.
+    /// Cell `i`, as bytes.
     fn cell(&self, i: usize) -> Option<&[u8]> {
         let r = self.cells[i].as_ref()?;
         Some(&self.bytes[r.start as usize..r.end as usize])
+    }
+}
+
+/// A finding and its latest action, as the reader hands them over.
+struct RowIds {
+    /// Index into the run's accounts, which the reader walks in order.
+    account: usize,
+    finding: i64,
+    /// The action's id and run.
+    action: Option<(i64, i64)>,
+}
+
+/// Findings copied out of SQLite: `TEXTS` cells per row.
+#[derive(Default)]
+struct Batch {
+    cells: Cells,
+    rows: Vec<RowIds>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.cells.clear();
+        self.rows.clear();
     }
 }
 
@@ -99,8 +123,6 @@ impl Store {
                 Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
             })?
             .collect::<Result<_, _>>()?;
-        let names: HashMap<&str, &NameOrigin> =
-            accounts.iter().map(|(id, n)| (id.as_str(), n)).collect();
         let ids: Vec<&str> = accounts.iter().map(|(id, _)| id.as_str()).collect();
         let scope = Scope {
             findings_run,
@@ -113,19 +135,18 @@ impl Store {
         std::thread::scope(|s| {
             let reader = s.spawn(move || read_rows(path, scope, ids, &full_tx, &spare_rx));
             let mut count = 0;
-            let mut last: Option<(&str, &NameOrigin)> = None;
             let written = full_rx.iter().try_for_each(|batch| {
-                let text = std::str::from_utf8(&batch.bytes).map_err(|e| {
+                let text = std::str::from_utf8(&batch.cells.bytes).map_err(|e| {
                     StoreError::NotFound(format!("a finding holds text that is not UTF-8: {e}"))
                 })?;
-                for (row, ints) in batch.ints.iter().enumerate() {
-                    let cells = &batch.cells[row * TEXTS..(row + 1) * TEXTS];
+                for (row, ids) in batch.rows.iter().enumerate() {
+                    let cells = &batch.cells.cells[row * TEXTS..(row + 1) * TEXTS];
                     let cell = |i: usize| {
                         cells[i]
                             .clone()
                             .map(|r| &text[r.start as usize..r.end as usize])
                     };
-                    let finding_id = ints[0].unwrap_or_default();
+                    let finding_id = ids.finding;
                     let required = |i: usize| {
                         cell(i).ok_or_else(|| {
                             StoreError::NotFound(format!(
@@ -133,39 +154,32 @@ impl Store {
                             ))
                         })
                     };
-                    let account_id = required(0)?;
-                    // Rows come account by account: look the account up when it changes.
-                    if last.is_none_or(|(id, _)| id != account_id) {
-                        last = names.get_key_value(account_id).map(|(k, v)| (*k, *v));
-                    }
-                    let (account_name, account_origin) = last
-                        .filter(|(id, _)| *id == account_id)
-                        .map_or((None, None), |(_, (n, o))| (n.as_deref(), o.as_deref()));
-                    let action = match (ints[1], ints[2]) {
-                        (Some(id), Some(run_id)) => Some(ActionView {
+                    let (account_id, (account_name, account_origin)) = &accounts[ids.account];
+                    let action = match ids.action {
+                        Some((id, run_id)) => Some(ActionView {
                             id,
                             run_id,
-                            status: required(7)?,
-                            reason: cell(8),
-                            covering_group: cell(9),
-                            request_id: cell(10),
-                            error_code: cell(11),
-                            error_message: cell(12),
-                            finished_at: cell(13),
+                            status: required(6)?,
+                            reason: cell(7),
+                            covering_group: cell(8),
+                            request_id: cell(9),
+                            error_code: cell(10),
+                            error_message: cell(11),
+                            finished_at: cell(12),
                         }),
-                        _ => None,
+                        None => None,
                     };
                     let view = FindingView {
                         finding_id,
                         account_id,
-                        account_name,
-                        account_origin,
-                        user_name: required(1)?,
-                        user_arn: required(2)?,
-                        policy_arn: required(3)?,
-                        policy_name: required(4)?,
-                        kind: required(5)?,
-                        covering_groups: serde_json::from_str(required(6)?).map_err(|e| {
+                        account_name: account_name.as_deref(),
+                        account_origin: account_origin.as_deref(),
+                        user_name: required(0)?,
+                        user_arn: required(1)?,
+                        policy_arn: required(2)?,
+                        policy_name: required(3)?,
+                        kind: required(4)?,
+                        covering_groups: serde_json::from_str(required(5)?).map_err(|e| {
                             StoreError::NotFound(format!(
                                 "finding {finding_id} has unreadable covering groups: {e}"
                             ))
@@ -192,11 +206,13 @@ impl Store {
     }
 }
 
-/// One account's actions on findings, copied like a batch (seven text cells per row), and the
-/// row of the latest action per finding.
+/// One account's actions on findings (`ACTION_TEXTS` cells each), and for each finding the
+/// index of its latest action.
 #[derive(Default)]
 struct AccountActions {
-    rows: Batch,
+    cells: Cells,
+    /// Per action: its id and run.
+    ids: Vec<(i64, i64)>,
     latest: HashMap<i64, usize>,
 }
 
@@ -208,21 +224,19 @@ fn load_actions(
     account: &str,
     these: &mut AccountActions,
 ) -> Result<(), StoreError> {
-    these.rows.clear();
+    these.cells.clear();
+    these.ids.clear();
     these.latest.clear();
     let mut rows = actions.query(params![scope.action_run, account])?;
     while let Some(r) = rows.next()? {
         let (finding, id): (i64, i64) = (r.get(0)?, r.get(1)?);
-        let row = these.rows.ints.len();
-        these
-            .rows
-            .ints
-            .push([Some(finding), Some(id), Some(r.get(2)?)]);
-        for i in 3..10 {
-            these.rows.push_text(r.get_ref(i)?)?;
+        let row = these.ids.len();
+        these.ids.push((id, r.get(2)?));
+        for i in 3..3 + ACTION_TEXTS {
+            these.cells.push_text(r.get_ref(i)?)?;
         }
         let newest = these.latest.entry(finding).or_insert(row);
-        if these.rows.ints[*newest][1] < Some(id) {
+        if these.ids[*newest].0 < id {
             *newest = row;
         }
     }
@@ -257,22 +271,25 @@ fn read_rows(
     };
     let mut these = AccountActions::default();
     let mut batch = Batch::default();
-    for account in accounts {
+    for (index, account) in accounts.iter().enumerate() {
         load_actions(&mut actions, scope, account, &mut these)?;
         let mut rows = findings.query(params![scope.findings_run, account])?;
         while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            let action = these.latest.get(&id).copied();
-            let [_, action_id, action_run] = action.map_or([None; 3], |a| these.rows.ints[a]);
-            batch.ints.push([Some(id), action_id, action_run]);
-            batch.push(Some(account.as_bytes()));
-            for i in 1..7 {
-                batch.push_text(r.get_ref(i)?)?;
+            let finding: i64 = r.get(0)?;
+            let action = these.latest.get(&finding).copied();
+            batch.rows.push(RowIds {
+                account: index,
+                finding,
+                action: action.map(|a| these.ids[a]),
+            });
+            for i in 1..=FINDING_TEXTS {
+                batch.cells.push_text(r.get_ref(i)?)?;
             }
-            for i in 0..7 {
-                batch.push(action.and_then(|a| these.rows.cell(a * 7 + i)));
+            for i in 0..ACTION_TEXTS {
+                let cell = action.and_then(|a| these.cells.cell(a * ACTION_TEXTS + i));
+                batch.cells.push(cell);
             }
-            if batch.ints.len() == BATCH_ROWS {
+            if batch.rows.len() == BATCH_ROWS {
                 let next = spare.try_recv().unwrap_or_default();
                 if full.send(std::mem::replace(&mut batch, next)).is_err() {
                     return Ok(());
@@ -281,7 +298,7 @@ fn read_rows(
             }
         }
     }
-    if !batch.ints.is_empty() {
+    if !batch.rows.is_empty() {
         let _ = full.send(batch);
     }
     Ok(())
