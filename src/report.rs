@@ -84,10 +84,15 @@ pub fn table(headers: &[&str], rows: &[Vec<String>], numeric: &[bool]) -> String
     out
 }
 
+/// Whether a CSV field must be quoted. Bytes, not chars: it runs on every cell of a
+/// million-row report.
+fn needs_quotes(s: &str) -> bool {
+    s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+}
+
 /// Writes one CSV field without allocating unless it needs quotes.
 fn write_csv_field(out: &mut impl Write, s: &str) -> std::io::Result<()> {
-    // Bytes, not chars: the check runs on every cell of a million-row report.
-    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+    if needs_quotes(s) {
         out.write_all(csv_field(s).as_bytes())
     } else {
         out.write_all(s.as_bytes())
@@ -119,7 +124,7 @@ fn join_group_names(raw: &str, out: &mut String) {
 
 /// One RFC 4180 CSV field: quoted only when it needs it.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
+    if needs_quotes(s) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_owned()
