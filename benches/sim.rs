@@ -50,6 +50,7 @@ fn engine(org: &FakeOrg, db: &std::path::Path, options: RunOptions) -> Engine<Fa
         reporter: Arc::new(Silent),
         options,
         cancel: Cancel::new(),
+        caller: None,
     }
 }
 
@@ -203,6 +204,7 @@ fn sqlite(args: &[String]) {
         let findings = (0..per)
             .map(|i| Finding {
                 user_name: UserName::new(format!("user{i:05}")),
+                user_id: Some(format!("AIDASIM{i:012}")),
                 user_arn: format!("arn:aws:iam::{a}:user/user{i:05}"),
                 policy_arn: PolicyArn::new(format!("arn:aws:iam::{a}:policy/P{:04}", i % 200)),
                 policy_name: format!("P{:04}", i % 200),

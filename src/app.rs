@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::apply::ApplyOptions;
 use crate::aws::sdk::{SdkConnector, SdkSettings, SetupError};
@@ -17,7 +18,7 @@ use crate::lock::{LockError, RunLock};
 use crate::organization;
 use crate::progress;
 use crate::report;
-use crate::run::{Engine, RunOptions, RunResult};
+use crate::run::{Engine, Halt, RunOptions, RunResult};
 use crate::store::actor::StoreHandle;
 use crate::store::{FindingRow, HistoryFilter, RunStatus, Store, StoreError};
 
@@ -144,14 +145,14 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
         Command::Accounts { format } => {
             let mut file = config::load(&cli.accounts)?;
             if file.organization.is_some() {
-                resolve_accounts(&connector(&cli).await?, &mut file).await?;
+                resolve_accounts(&connector(&cli, cli.call_timeout).await?, &mut file).await?;
             }
             let _ = out.write_all(report::accounts(&file.accounts, *format).as_bytes());
             Ok(exit::OK)
         }
         Command::Doctor { apply } => {
             let mut file = config::load(&cli.accounts)?;
-            let connector = connector(&cli).await?;
+            let connector = connector(&cli, cli.call_timeout).await?;
             resolve_accounts(&connector, &mut file).await?;
             let checks = doctor::check(
                 &connector,
@@ -245,7 +246,7 @@ async fn rollback_apply(
         options(
             cli,
             ApplyOptions {
-                write_concurrency: 4,
+                settle: cli.settle,
                 ..ApplyOptions::default()
             },
         ),
@@ -326,15 +327,17 @@ fn options(cli: &Cli, apply: ApplyOptions) -> RunOptions {
         calls: CallPolicy {
             retry: RetryPolicy::default(),
             rate: (cli.max_rate > 0.0).then_some(cli.max_rate),
+            call_timeout: cli.call_timeout,
         },
         apply,
     }
 }
 
-async fn connector(cli: &Cli) -> Result<SdkConnector, AppError> {
+async fn connector(cli: &Cli, call_timeout: Duration) -> Result<SdkConnector, AppError> {
     Ok(SdkConnector::load(&SdkSettings {
         endpoint_url: cli.endpoint_url.clone(),
         profile: cli.profile.clone(),
+        call_timeout,
     })
     .await?)
 }
@@ -369,8 +372,9 @@ async fn engine(
     options: RunOptions,
     cancel: Cancel,
 ) -> Result<Engine<SdkConnector>, AppError> {
-    let connector = connector(cli).await?;
+    let connector = connector(cli, options.calls.call_timeout).await?;
     Ok(Engine {
+        caller: Some(connector.caller_arn().to_owned()),
         connector,
         store: work.store.clone(),
         reporter: Arc::new(Announce {
@@ -390,16 +394,34 @@ async fn finish(
     out: &mut impl Write,
     next: &str,
 ) -> Result<u8, AppError> {
-    print_summary(store, result, out).await?;
+    // With a failed database the summary may not be readable; what to do next still is.
+    let printed = print_summary(store, result, out).await;
     let id = result.run_id;
     if result.status == RunStatus::Interrupted {
+        if let Some(why) = &result.halted {
+            eprintln!("error: {why}");
+            eprintln!(
+                "run {id} stopped: no new work was started and the work in flight finished; whatever reached AWS is settled from live reads by the next run"
+            );
+        }
         let _ = writeln!(
             out,
-            "interrupted: run {id} stopped cleanly; continue it with:\n  iamsweep --db {} resume {id}",
+            "interrupted: run {id} stopped{}; continue it with:\n  iamsweep --db {} resume {id}",
+            if result.halted.is_some() {
+                ""
+            } else {
+                " cleanly"
+            },
             report::shell_quote(&cli.db.display().to_string())
         );
-        return Ok(exit::INTERRUPTED);
+        // A scan changes nothing in AWS: a database failure there is the plain "database"
+        // error. Anywhere else something may have changed: the run is interrupted.
+        return Ok(match (&result.halted, next) {
+            (Some(Halt::Database(_)), "report") => exit::USAGE,
+            _ => exit::INTERRUPTED,
+        });
     }
+    printed?;
     let _ = match next {
         "report" => writeln!(out, "next: iamsweep report {id}"),
         "history" => writeln!(
@@ -471,10 +493,20 @@ async fn print_summary(
     out: &mut impl Write,
 ) -> Result<(), StoreError> {
     let id = result.run_id;
-    let (run, accounts, reasons) = store
-        .call(move |s| Ok((s.run(id)?, s.run_accounts(id)?, s.outcome_reasons(id)?)))
+    let (run, accounts, reasons, caller) = store
+        .call(move |s| {
+            Ok((
+                s.run(id)?,
+                s.run_accounts(id)?,
+                s.outcome_reasons(id)?,
+                s.run_caller(id)?,
+            ))
+        })
         .await?;
     let _ = out.write_all(report::summary(&run, &accounts, &reasons).as_bytes());
+    if let Some(arn) = caller {
+        let _ = writeln!(out, "credentials: {arn}");
+    }
     Ok(())
 }
 
@@ -502,6 +534,9 @@ async fn apply(
             exclude_policies: patterns(&args.exclude_policies, "exclude-policy")?,
             only_policies: patterns(&args.only_policies, "only-policy")?,
         },
+        settle: cli.settle,
+        proof_max_age: args.proof_max_age,
+        allow_non_reattachable: args.allow_non_reattachable,
     };
     let mut file = config::load(&cli.accounts)?;
     let work = Work::start(cli)?;

@@ -1,6 +1,8 @@
-//! Every AWS call the core makes goes through here: paced per account, counted per operation,
-//! and retried with backoff when throttled. Reads also retry transient failures; writes do not
-//! (their outcome is unknown, and the caller reconciles it from a live read).
+//! Every AWS call the core makes goes through here: paced per account, counted per operation
+//! (each call is one HTTP attempt: the SDK does not retry), and retried with backoff when
+//! throttled. Reads also retry transient failures (network, timeout, 5xx). A detach is never
+//! retried after one: its outcome is unknown and the caller settles it from live reads. An
+//! attach is idempotent, so [`Metered::attach_user_policy`] retries it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -10,7 +12,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::aws::{AuthDetailsPage, AwsError, Connector, ErrorKind, Iam, Op, Page, Receipt};
+use crate::aws::{
+    AuthDetailsPage, AwsError, Connector, ErrorKind, GroupMember, Iam, Op, Page, Receipt,
+};
 use crate::config::{Access, AccountTarget};
 use crate::model::{PolicyArn, UserName};
 
@@ -43,13 +47,14 @@ impl CallCounts {
     }
 }
 
-/// Backoff for throttled (and, for reads, transient) failures.
+/// Backoff for throttled (and, for reads and attaches, transient) failures.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RetryPolicy {
     /// Attempts for a throttled call.
     pub max_attempts: u32,
-    /// Attempts for a read that failed on the network or with a 5xx (the SDK has already
-    /// retried it a few times inside).
+    /// Attempts for a read (or an attach, which is idempotent) that failed on the network,
+    /// timed out or got a 5xx.
     pub max_transient_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
@@ -59,7 +64,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_attempts: 8,
-            max_transient_attempts: 2,
+            max_transient_attempts: 4,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(20),
         }
@@ -68,7 +73,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Full-jitter exponential backoff before attempt `attempt + 1`.
-    fn delay(&self, attempt: u32) -> Duration {
+    pub fn delay(&self, attempt: u32) -> Duration {
         let exp = self
             .base_delay
             .saturating_mul(1u32 << attempt.min(16))
@@ -110,18 +115,32 @@ impl Pacer {
 }
 
 /// Limits for one account's calls.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CallPolicy {
     pub retry: RetryPolicy,
     /// Calls per second per account; `None`: no pacing.
     pub rate: Option<f64>,
+    /// The longest one call may take (the SDK enforces it): a call that was sent is known to be
+    /// over, answered or not, this long after it started.
+    pub call_timeout: Duration,
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            rate: None,
+            call_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// One account's metering: shared by its connect and its client.
 #[derive(Debug)]
 pub struct Meter {
     counts: Mutex<CallCounts>,
-    policy: CallPolicy,
+    pub policy: CallPolicy,
     pacer: Pacer,
 }
 
@@ -154,20 +173,35 @@ impl Meter {
     }
 
     /// Runs one logical call: paced, counted, retried as the policy allows.
-    pub async fn call<T, Fut>(&self, op: Op, mut f: impl FnMut() -> Fut) -> Result<T, AwsError>
+    pub async fn call<T, Fut>(&self, op: Op, f: impl FnMut() -> Fut) -> Result<T, AwsError>
+    where
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
+        self.call_timed(op, f).await.0
+    }
+
+    /// [`Meter::call`], also telling when its last attempt was sent (after pacing).
+    pub async fn call_timed<T, Fut>(
+        &self,
+        op: Op,
+        mut f: impl FnMut() -> Fut,
+    ) -> (Result<T, AwsError>, Instant)
     where
         Fut: Future<Output = Result<T, AwsError>>,
     {
         let mut attempt = 0;
         loop {
             self.pacer.wait().await;
+            let sent = Instant::now();
             self.bump(op, |c| c.calls += 1);
             let err = match f().await {
-                Ok(v) => return Ok(v),
+                Ok(v) => return (Ok(v), sent),
                 Err(e) => e,
             };
             attempt += 1;
             let retry = self.policy.retry;
+            // A throttled request did nothing: any call may be sent again. A transient failure
+            // may have happened after AWS acted: only reads are sent again here.
             let retryable = match err.kind {
                 ErrorKind::Throttled => attempt < retry.max_attempts,
                 ErrorKind::Transient => !op.is_write() && attempt < retry.max_transient_attempts,
@@ -179,7 +213,7 @@ impl Meter {
                 self.bump(op, |c| c.errors += 1);
             }
             if !retryable {
-                return Err(err);
+                return (Err(err), sent);
             }
             tokio::time::sleep(retry.delay(attempt - 1)).await;
         }
@@ -210,6 +244,10 @@ pub struct Metered<I> {
 }
 
 impl<I: Iam> Metered<I> {
+    pub fn policy(&self) -> &CallPolicy {
+        &self.meter.policy
+    }
+
     pub async fn authorization_details(
         &self,
         marker: Option<String>,
@@ -265,13 +303,55 @@ impl<I: Iam> Metered<I> {
         .await
     }
 
+    /// A group's members (`GetGroup`, every page), or `None` once more than `max_pages` pages
+    /// would be needed: then proving users one by one is cheaper.
+    pub async fn group_members(
+        &self,
+        group: &str,
+        max_pages: usize,
+    ) -> Result<Option<Vec<GroupMember>>, AwsError> {
+        let mut items = Vec::new();
+        let mut marker = None;
+        for _ in 0..max_pages.max(1) {
+            let page = self
+                .meter
+                .call(Op::GetGroup, || {
+                    self.inner.group_members(group, marker.clone())
+                })
+                .await?;
+            items.extend(page.items);
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => return Ok(Some(items)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether a managed policy can be attached again once detached (`GetPolicy`).
+    pub async fn policy_attachable(&self, policy: &PolicyArn) -> Result<bool, AwsError> {
+        self.meter
+            .call(Op::GetPolicy, || self.inner.policy(policy))
+            .await
+            .map(|p| p.is_attachable)
+    }
+
+    /// The user's unique id (`GetUser`).
+    pub async fn user_id(&self, user: &UserName) -> Result<String, AwsError> {
+        self.meter
+            .call(Op::GetUser, || self.inner.user_id(user))
+            .await
+    }
+
+    /// Detaches a policy from a user; also tells when the request was sent. Sent once: after a
+    /// transient failure its outcome is unknown and only reads may settle it.
     pub async fn detach_user_policy(
         &self,
         user: &UserName,
         policy: &PolicyArn,
-    ) -> Result<Receipt, AwsError> {
+    ) -> (Result<Receipt, AwsError>, Instant) {
         self.meter
-            .call(Op::DetachUserPolicy, || {
+            .call_timed(Op::DetachUserPolicy, || {
                 self.inner.detach_user_policy(user, policy)
             })
             .await
@@ -289,15 +369,31 @@ impl<I: Iam> Metered<I> {
             .await
     }
 
+    /// Attaches a policy to a user. Attaching is idempotent (attaching what is attached
+    /// changes nothing), so unlike a detach it is sent again after a transient failure.
     pub async fn attach_user_policy(
         &self,
         user: &UserName,
         policy: &PolicyArn,
     ) -> Result<Receipt, AwsError> {
-        self.meter
-            .call(Op::AttachUserPolicy, || {
-                self.inner.attach_user_policy(user, policy)
-            })
-            .await
+        let retry = self.meter.policy.retry;
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .meter
+                .call(Op::AttachUserPolicy, || {
+                    self.inner.attach_user_policy(user, policy)
+                })
+                .await;
+            attempt += 1;
+            match result {
+                Err(e)
+                    if e.kind == ErrorKind::Transient && attempt < retry.max_transient_attempts =>
+                {
+                    tokio::time::sleep(retry.delay(attempt - 1)).await;
+                }
+                other => return other,
+            }
+        }
     }
 }

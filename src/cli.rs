@@ -2,6 +2,7 @@
 //! turns them into work.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -49,6 +50,20 @@ pub struct Cli {
     /// At most this many AWS calls per second per account, spaced evenly (0: no pacing).
     #[arg(long, global = true, value_name = "N", default_value_t = 20.0)]
     pub max_rate: f64,
+
+    /// The longest one AWS call may take (connect, first byte, whole answer): a silent
+    /// connection is given up after this. A read is then retried; a write's outcome is settled
+    /// by reads.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s",
+          value_parser = parse_duration)]
+    pub call_timeout: Duration,
+
+    /// How long IAM may take to show a change everywhere (it is eventually consistent): a
+    /// detach is post-checked once this has passed, a grant the scan saw is relied on only once
+    /// it is this old, and a read right after a write is trusted only across this window.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "15s",
+          value_parser = parse_duration)]
+    pub settle: Duration,
 
     #[command(subcommand)]
     pub command: Command,
@@ -153,4 +168,26 @@ pub struct ApplyArgs {
     /// Detach only policies whose ARN matches one of these globs (repeatable).
     #[arg(long = "only-policy", value_name = "GLOB")]
     pub only_policies: Vec<String>,
+
+    /// The oldest a live proof of a covering grant (a group's members and policies) may be when
+    /// a detach relies on it; older proofs are read again first.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub proof_max_age: Duration,
+
+    /// Also detach policies that cannot be attached again (deprecated AWS managed policies,
+    /// `IsAttachable` false): neither the post-check nor a rollback could restore them.
+    #[arg(long)]
+    pub allow_non_reattachable: bool,
+}
+
+/// `30s`, `1m`, `500ms`, or a plain number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+        return Err(format!("`{s}` is not a duration"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}): try 30s, 2m or 500ms"))
 }

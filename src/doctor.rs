@@ -106,6 +106,9 @@ mod tests {
                 "iam:ListAttachedUserPolicies",
                 "iam:ListGroupsForUser",
                 "iam:ListAttachedGroupPolicies",
+                "iam:GetGroup",
+                "iam:GetPolicy",
+                "iam:GetUser",
                 "iam:DetachUserPolicy",
                 "iam:AttachUserPolicy",
             ]
@@ -139,7 +142,7 @@ mod fake_tests {
             CallPolicy::default(),
         ));
         assert!(checks[0].ok());
-        assert_eq!(checks[0].write.as_ref().unwrap().as_ref().unwrap().len(), 5);
+        assert_eq!(checks[0].write.as_ref().unwrap().as_ref().unwrap().len(), 8);
         assert!(!checks[1].ok());
         // Nothing but reads and the simulation were called.
         assert_eq!(org.calls("111111111111", Op::DetachUserPolicy), 0);

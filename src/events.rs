@@ -31,6 +31,14 @@ pub enum Event {
         account: AccountId,
         message: String,
     },
+    /// Before changing anything, journal rows an earlier run left open were settled from live
+    /// reads (or could not be, with `error`).
+    Settled {
+        run_id: i64,
+        account: AccountId,
+        actions: u64,
+        error: Option<String>,
+    },
     RunFinished {
         run_id: i64,
         status: RunStatus,

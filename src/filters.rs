@@ -1,5 +1,7 @@
 //! Name filters from accounts.toml and flags: `exclude_users`, `exclude_policies`, `only_policies`.
 //! Globs (`*`, `?`, `[...]`) matched against whole user names or policy ARNs; pure, no I/O.
+//! User names are matched as IAM treats them: case-insensitively (`break-glass-*` protects
+//! `Break-Glass-Ops`).
 
 use globset::{GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
@@ -9,23 +11,32 @@ use serde::{Deserialize, Serialize};
 pub struct Patterns {
     patterns: Vec<String>,
     set: GlobSet,
+    /// The same patterns, ignoring case.
+    folded: GlobSet,
 }
 
 impl Patterns {
     pub fn new(patterns: Vec<String>) -> Result<Self, String> {
-        let mut builder = GlobSetBuilder::new();
-        for p in &patterns {
-            let glob = globset::GlobBuilder::new(p)
-                .literal_separator(false)
-                .backslash_escape(true)
+        let compile = |fold: bool| -> Result<GlobSet, String> {
+            let mut builder = GlobSetBuilder::new();
+            for p in &patterns {
+                let glob = globset::GlobBuilder::new(p)
+                    .literal_separator(false)
+                    .backslash_escape(true)
+                    .case_insensitive(fold)
+                    .build()
+                    .map_err(|e| format!("`{p}` is not a valid glob: {}", e.kind()))?;
+                builder.add(glob);
+            }
+            builder
                 .build()
-                .map_err(|e| format!("`{p}` is not a valid glob: {}", e.kind()))?;
-            builder.add(glob);
-        }
-        let set = builder
-            .build()
-            .map_err(|e| format!("invalid glob list: {e}"))?;
-        Ok(Self { patterns, set })
+                .map_err(|e| format!("invalid glob list: {e}"))
+        };
+        Ok(Self {
+            set: compile(false)?,
+            folded: compile(true)?,
+            patterns,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -34,6 +45,11 @@ impl Patterns {
 
     pub fn matches(&self, s: &str) -> bool {
         !self.patterns.is_empty() && self.set.is_match(s)
+    }
+
+    /// Whether `s` matches, whatever the case of either.
+    pub fn matches_any_case(&self, s: &str) -> bool {
+        !self.patterns.is_empty() && self.folded.is_match(s)
     }
 }
 
@@ -67,8 +83,9 @@ pub struct Filters {
 }
 
 impl Filters {
+    /// IAM user names are unique whatever their case, and so is their exclusion.
     pub fn user_excluded(&self, user: &str) -> bool {
-        self.exclude_users.matches(user)
+        self.exclude_users.matches_any_case(user)
     }
 
     /// Whether apply may act on this policy.
@@ -93,6 +110,9 @@ mod tests {
             ..Filters::default()
         };
         assert!(f.user_excluded("break-glass-1"));
+        // IAM treats names case-insensitively: so does the exclusion.
+        assert!(f.user_excluded("Break-Glass-Ops"));
+        assert!(f.user_excluded("ADMIN1"));
         assert!(f.user_excluded("admin1"));
         assert!(!f.user_excluded("admin12"));
         assert!(!f.user_excluded("x-break-glass-1"));

@@ -39,6 +39,9 @@ impl FindingKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub user_name: UserName,
+    /// IAM's unique id of the user (`None` in findings recorded before iamsweep kept it).
+    #[serde(default)]
+    pub user_id: Option<String>,
     pub user_arn: String,
     pub policy_arn: PolicyArn,
     pub policy_name: String,
@@ -54,6 +57,9 @@ pub struct AccountFindings {
     pub groups_seen: u64,
     pub users_excluded: u64,
     pub findings: Vec<Finding>,
+    /// When the reads behind these findings were answered (the last page), as stored: a grant
+    /// they show existed then.
+    pub read_at: Option<String>,
 }
 
 impl AccountFindings {
@@ -102,6 +108,7 @@ pub fn classify(
             covering.dedup();
             out.findings.push(Finding {
                 user_name: user.name.clone(),
+                user_id: (!user.user_id.is_empty()).then(|| user.user_id.clone()),
                 user_arn: user.arn.clone(),
                 policy_arn: policy.arn.clone(),
                 policy_name: policy.name.clone(),
@@ -138,6 +145,7 @@ mod tests {
     fn user(name: &str, groups: &[&str], policies: &[&str]) -> UserDetail {
         UserDetail {
             name: UserName::new(name),
+            user_id: format!("AIDA{name}"),
             arn: format!("arn:aws:iam::111111111111:user/{name}"),
             groups: groups.iter().map(|s| s.to_string()).collect(),
             attached: policies.iter().map(|p| pol(p)).collect(),

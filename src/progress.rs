@@ -104,8 +104,31 @@ impl Reporter for Bars {
             Event::Warning { account, message } => {
                 let _ = self.multi.println(format!("warning: {account}: {message}"));
             }
+            Event::Settled { .. } => {
+                let _ = self.multi.println(settled_text(event));
+            }
             Event::RunFinished { .. } => self.total.finish_and_clear(),
         }
+    }
+}
+
+/// "settled 2 actions left by run 2 in 111111111111", or why they could not be.
+pub fn settled_text(event: &Event) -> String {
+    let Event::Settled {
+        run_id,
+        account,
+        actions,
+        error,
+    } = event
+    else {
+        return String::new();
+    };
+    let what = if *actions == 1 { "action" } else { "actions" };
+    match error {
+        None => format!("note: settled {actions} {what} left by run {run_id} in {account}"),
+        Some(e) => format!(
+            "warning: {account}: cannot settle {actions} {what} left by run {run_id} yet ({e}); the next run tries again"
+        ),
     }
 }
 
@@ -122,6 +145,7 @@ impl Reporter for Lines {
                 ..
             } => failure_text(label, *status, e),
             Event::Warning { account, message } => format!("warning: {account}: {message}"),
+            Event::Settled { .. } => settled_text(event),
             _ => return,
         };
         let _ = writeln!(std::io::stderr().lock(), "{line}");

@@ -938,6 +938,7 @@ mod snapshots {
             detached_at: Some("2026-11-27T22:16:06.123Z".into()),
             request_id: Some(format!("req-{id}")),
             role_arn: None,
+            user_id: None,
         }
     }
 

@@ -1,13 +1,16 @@
 //! Undoes a run's detaches in one account: re-attaches each policy directly to its user, as a
 //! journaled rollback run (intent committed before `AttachUserPolicy`, outcome after), and marks
-//! each original detach as rolled back. Attaching what is already attached is recorded as
-//! `already_attached` without a call, so running a rollback twice is harmless.
+//! each original detach as rolled back. Attaching is idempotent, so a rollback always calls
+//! AWS (a read right after the apply may lag it) and an attach whose answer was lost is simply
+//! sent again. A user deleted and re-created under the same name is another principal: it is
+//! never given the old user's policy.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use futures::StreamExt;
 
-use crate::apply::{Tally, reason};
+use crate::apply::{Applied, Tally, reason};
 use crate::aws::{AwsError, ErrorKind, Iam};
 use crate::calls::Metered;
 use crate::cancel::Cancel;
@@ -30,33 +33,52 @@ pub struct AccountRollback<'a, I> {
 }
 
 impl<I: Iam> AccountRollback<'_, I> {
-    /// Settles intents a dead process left, then re-attaches what is left to undo.
-    pub async fn run(&self) -> Result<Result<Tally, AwsError>, StoreError> {
-        let mut tally = Tally::default();
-        let (run_id, source, account) = (self.run_id, self.source, self.target.id.clone());
+    /// Settles attaches a dead process left, then re-attaches what is left to undo.
+    pub async fn run(&self) -> Result<Applied, StoreError> {
+        let stop = Mutex::new(None);
+        self.settle_open(&stop).await?;
+        self.undo(stop).await
+    }
+
+    /// Settles the attach intents left without outcome (by a process that died).
+    pub async fn settle(&self) -> Result<Applied, StoreError> {
+        let stop = Mutex::new(None);
+        self.settle_open(&stop).await?;
+        Ok(Applied {
+            tally: Tally::default(),
+            stop: stop.into_inner().expect("stop"),
+        })
+    }
+
+    async fn settle_open(&self, stop: &Mutex<Option<AwsError>>) -> Result<(), StoreError> {
+        let (run_id, account) = (self.run_id, self.target.id.clone());
         let open = self
             .store
             .call(move |s| s.open_attaches(run_id, &account))
             .await?;
         for a in open {
-            // Attached now: it was our call. Not attached: it never happened; retried below.
-            let status = match self.iam.attached_user_policies(&a.user).await {
-                Ok(list) if list.contains(&a.policy) => {
-                    Outcome::because(ActionStatus::Attached, reason::RECONCILED)
-                }
-                Ok(_) => Outcome::because(ActionStatus::Interrupted, reason::NOT_EXECUTED),
-                Err(e) if e.kind == ErrorKind::NoSuchEntity => {
-                    Outcome::because(ActionStatus::Skipped, reason::USER_GONE)
-                }
-                Err(e) => return Ok(Err(e)),
+            // The intent was committed; whether the call was made is unknown. Attaching again
+            // is harmless, and settles it.
+            let outcome = self.attach(&a.user, &a.policy, stop).await;
+            let outcome = match outcome.status {
+                ActionStatus::Attached => Outcome {
+                    reason: Some(reason::RECONCILED.to_owned()),
+                    ..outcome
+                },
+                _ => outcome,
             };
-            tally.count_attach(status.status);
             let id = a.action_id;
             self.store
-                .call(move |s| s.journal_outcome(id, &status))
+                .call(move |s| s.journal_outcome(id, &outcome))
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Re-attaches what run `source` detached in this account and is not rolled back yet.
+    async fn undo(&self, stop: Mutex<Option<AwsError>>) -> Result<Applied, StoreError> {
         let account = self.target.id.clone();
+        let source = self.source;
         let items = self
             .store
             .call(move |s| s.rollback_items(source, Some(&account)))
@@ -70,31 +92,67 @@ impl<I: Iam> AccountRollback<'_, I> {
         }
         let total = by_user.len() as u64;
         let mut done = 0;
+        let mut tally = Tally::default();
+        let mut first_error = None;
         let mut users = futures::stream::iter(by_user)
-            .map(|(user, items)| self.user(UserName::new(user), items))
+            .map(|(user, items)| self.user(UserName::new(user), items, &stop))
             .buffer_unordered(self.write_concurrency.max(1));
         while let Some(result) = users.next().await {
-            tally.add(&result?);
+            match result {
+                Ok(t) => tally.add(&t),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
             done += 1;
             self.reporter.report(&Event::Phase {
                 account: self.target.id.clone(),
                 phase: Phase::Applying { done, total },
             });
         }
-        Ok(Ok(tally))
+        drop(users);
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(Applied {
+            tally,
+            stop: stop.into_inner().expect("stop"),
+        })
     }
 
-    async fn user(&self, user: UserName, items: Vec<RollbackItem>) -> Result<Tally, StoreError> {
+    fn halted(&self, stop: &Mutex<Option<AwsError>>) -> bool {
+        self.cancel.is_cancelled() || stop.lock().expect("stop").is_some()
+    }
+
+    async fn user(
+        &self,
+        user: UserName,
+        items: Vec<RollbackItem>,
+        stop: &Mutex<Option<AwsError>>,
+    ) -> Result<Tally, StoreError> {
         let mut tally = Tally::default();
-        if self.cancel.is_cancelled() {
+        if self.halted(stop) {
             tally.interrupted = true;
             return Ok(tally);
         }
-        let attached: Result<HashSet<PolicyArn>, AwsError> = self
-            .iam
-            .attached_user_policies(&user)
-            .await
-            .map(|l| l.into_iter().collect());
+        // The same principal the detach was made on, or nobody.
+        let identity = match self.iam.user_id(&user).await {
+            Ok(id) => Ok(id),
+            Err(e) if e.kind == ErrorKind::NoSuchEntity => {
+                Err(Outcome::because(ActionStatus::Skipped, reason::USER_GONE))
+            }
+            Err(e) => {
+                if matches!(e.kind, ErrorKind::Credentials | ErrorKind::AccessDenied) {
+                    stop.lock().expect("stop").get_or_insert(e);
+                    tally.interrupted = true;
+                    return Ok(tally);
+                }
+                Err(Outcome {
+                    error: Some(e),
+                    ..Outcome::because(ActionStatus::Failed, reason::VERIFY_FAILED)
+                })
+            }
+        };
         for item in items {
             let policy = PolicyArn::new(item.policy_arn.clone());
             let intent = Intent {
@@ -107,17 +165,11 @@ impl<I: Iam> AccountRollback<'_, I> {
                 covering_group: None,
                 undoes: Some(item.action_id),
             };
-            let settled = match &attached {
-                Err(e) if e.kind == ErrorKind::NoSuchEntity => {
-                    Some(Outcome::because(ActionStatus::Skipped, reason::USER_GONE))
-                }
-                Err(e) => Some(Outcome {
-                    error: Some(e.clone()),
-                    ..Outcome::because(ActionStatus::Failed, reason::VERIFY_FAILED)
-                }),
-                Ok(list) if list.contains(&policy) => {
-                    Some(Outcome::new(ActionStatus::AlreadyAttached))
-                }
+            let settled = match &identity {
+                Err(outcome) => Some(outcome.clone()),
+                Ok(id) if item.user_id.as_ref().is_some_and(|want| want != id) => Some(
+                    Outcome::because(ActionStatus::Skipped, reason::USER_RECREATED),
+                ),
                 Ok(_) => None,
             };
             if let Some(outcome) = settled {
@@ -127,32 +179,60 @@ impl<I: Iam> AccountRollback<'_, I> {
                     .await?;
                 continue;
             }
-            if self.cancel.is_cancelled() {
+            if self.halted(stop) {
                 tally.interrupted = true;
                 break;
             }
             let action_id = self.store.call(move |s| s.journal_intent(&intent)).await?;
-            let outcome = match self.iam.attach_user_policy(&user, &policy).await {
-                Ok(receipt) => Outcome {
-                    request_id: receipt.request_id,
-                    ..Outcome::new(ActionStatus::Attached)
-                },
-                Err(e) if e.kind == ErrorKind::NoSuchEntity => Outcome {
-                    request_id: e.request_id.clone(),
-                    error: Some(e),
-                    ..Outcome::because(ActionStatus::Skipped, reason::NO_SUCH_ENTITY)
-                },
-                Err(e) => Outcome {
-                    request_id: e.request_id.clone(),
-                    error: Some(e),
-                    ..Outcome::new(ActionStatus::Failed)
-                },
-            };
+            let outcome = self.attach(&user, &policy, stop).await;
             tally.count_attach(outcome.status);
             self.store
                 .call(move |s| s.journal_outcome(action_id, &outcome))
                 .await?;
         }
         Ok(tally)
+    }
+
+    /// One attach and what the journal says of it.
+    async fn attach(
+        &self,
+        user: &UserName,
+        policy: &PolicyArn,
+        stop: &Mutex<Option<AwsError>>,
+    ) -> Outcome {
+        match self.iam.attach_user_policy(user, policy).await {
+            Ok(receipt) => Outcome {
+                request_id: receipt.request_id,
+                ..Outcome::new(ActionStatus::Attached)
+            },
+            Err(e) if e.kind == ErrorKind::NoSuchEntity => Outcome {
+                request_id: e.request_id.clone(),
+                error: Some(e),
+                ..Outcome::because(ActionStatus::Skipped, reason::USER_GONE)
+            },
+            Err(e) if e.kind == ErrorKind::Credentials => {
+                stop.lock().expect("stop").get_or_insert(e.clone());
+                Outcome {
+                    error: Some(e),
+                    ..Outcome::because(ActionStatus::Interrupted, reason::NOT_EXECUTED)
+                }
+            }
+            Err(e) => {
+                if e.kind == ErrorKind::AccessDenied {
+                    stop.lock().expect("stop").get_or_insert(AwsError {
+                        message: format!(
+                            "{}; the role may not attach policies: deploy it with Mode=apply (scripts/iamsweep-role.yaml), then `iamsweep resume`",
+                            e.message
+                        ),
+                        ..e.clone()
+                    });
+                }
+                Outcome {
+                    request_id: e.request_id.clone(),
+                    error: Some(crate::apply::explain_attach_error(e)),
+                    ..Outcome::new(ActionStatus::Failed)
+                }
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Runs scan, apply and resume over every account with bounded concurrency. One account's
-//! failure is recorded and isolated; only a database failure stops the run; Ctrl-C stops
-//! starting new work and leaves the run `interrupted`. No printing: events go to the reporter,
-//! rows to the store.
+//! failure is recorded and isolated. Ctrl-C, base credentials that expired, and a database
+//! failure stop new work, let the work in flight finish, and leave the run `interrupted` for
+//! `resume`. No printing: events go to the reporter, rows to the store.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::apply::{AccountApply, ApplyOptions, Tally};
-use crate::aws::{AwsError, Connector};
+use crate::aws::{AwsError, Connector, ErrorKind};
 use crate::calls::{CallPolicy, Meter};
 use crate::cancel::Cancel;
 use crate::config::{AccountTarget, AccountsFile};
@@ -41,18 +41,38 @@ impl Default for RunOptions {
 }
 
 /// How a run (or this part of it) ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunResult {
     pub run_id: i64,
     pub status: RunStatus,
     pub accounts_failed: usize,
     pub tally: Tally,
+    /// Why the run stopped before its end, when it was not Ctrl-C.
+    pub halted: Option<Halt>,
+}
+
+/// What stopped a run that was not stopped by Ctrl-C.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Halt {
+    /// The base credentials stopped working (expired, revoked): every account would fail.
+    Credentials(String),
+    /// The database failed (full disk, I/O error, lock timeout).
+    Database(String),
+}
+
+impl std::fmt::Display for Halt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Halt::Credentials(m) => write!(f, "the AWS credentials stopped working: {m}"),
+            Halt::Database(m) => f.write_str(m),
+        }
+    }
 }
 
 impl RunResult {
-    /// Whether anything failed (exit code 1).
+    /// Whether anything failed or is left unsettled (exit code 1).
     pub fn has_failures(&self) -> bool {
-        self.accounts_failed > 0 || self.tally.failed > 0
+        self.accounts_failed > 0 || self.tally.failed > 0 || self.tally.unsettled > 0
     }
 }
 
@@ -80,12 +100,28 @@ pub struct Engine<C> {
     pub reporter: Arc<dyn Reporter>,
     pub options: RunOptions,
     pub cancel: Cancel,
+    /// Who the base credentials are (`GetCallerIdentity`), recorded with each run.
+    pub caller: Option<String>,
 }
 
 enum AccountEnd {
     Done(Tally),
     Failed(AwsError),
     Interrupted,
+    /// Base credentials that no longer work: the whole run stops.
+    Halted(AwsError),
+}
+
+impl AccountEnd {
+    /// An account-level end from how its apply went: a role that may not make apply's calls
+    /// fails the account; expired base credentials stop the run.
+    fn from_applied(tally: Tally, stop: Option<AwsError>) -> Self {
+        match stop {
+            Some(e) if e.kind == ErrorKind::Credentials => AccountEnd::Halted(e),
+            Some(e) => AccountEnd::Failed(e),
+            None => AccountEnd::Done(tally),
+        }
+    }
 }
 
 impl<C: Connector> Engine<C> {
@@ -99,6 +135,7 @@ impl<C: Connector> Engine<C> {
 
     /// Scans and applies every account of `file` in one run.
     pub async fn apply(&self, file: &AccountsFile) -> Result<RunResult, StoreError> {
+        self.settle_earlier(None).await?;
         let run_id = self
             .create(RunKind::Apply, None, file, &file.accounts)
             .await?;
@@ -113,6 +150,7 @@ impl<C: Connector> Engine<C> {
         file: &AccountsFile,
         targets: Vec<AccountTarget>,
     ) -> Result<RunResult, StoreError> {
+        self.settle_earlier(None).await?;
         let run_id = self
             .create(RunKind::Apply, Some(source), file, &targets)
             .await?;
@@ -125,6 +163,7 @@ impl<C: Connector> Engine<C> {
     /// Re-attaches every successful detach of run `source` not rolled back yet, as a new
     /// recorded run, through the same role assumption the run used in each account.
     pub async fn rollback(&self, source: i64) -> Result<RunResult, StoreError> {
+        self.settle_earlier(None).await?;
         let (inputs, targets, items) = self
             .store
             .call(move |s| {
@@ -152,6 +191,7 @@ impl<C: Connector> Engine<C> {
     /// Accounts and actions that finished are not touched again. `self.options` should be the
     /// run's own (see `store.run_inputs`).
     pub async fn resume(&self, run_id: i64) -> Result<RunResult, StoreError> {
+        self.settle_earlier(Some(run_id)).await?;
         let (run, accounts) = self
             .store
             .call(move |s| Ok((s.run(run_id)?, s.resume_accounts(run_id)?)))
@@ -184,6 +224,84 @@ impl<C: Connector> Engine<C> {
         self.drive(run_id, jobs).await
     }
 
+    /// Before a run changes AWS: settles, from live reads, the journal rows every other run
+    /// left open (intents without outcome, lost answers, detaches never post-checked,
+    /// re-attaches begun or failed, rollback attaches without outcome), each in its own run,
+    /// so that a detach made then stays in that run's rollback list. An account that cannot be
+    /// reached now is left for the next run, with a warning.
+    pub async fn settle_earlier(&self, except: Option<i64>) -> Result<(), StoreError> {
+        let open = self.store.call(move |s| s.unsettled(except)).await?;
+        let mut settling = futures::stream::iter(open)
+            .map(|u| async move {
+                let (run_id, account) = (u.run_id, u.target.id.clone());
+                let prior = self
+                    .store
+                    .call(move |s| s.prior_calls(run_id, &account))
+                    .await?;
+                let meter = Meter::resuming(self.options.calls, prior);
+                let error = match meter.connect(&self.connector, &u.target).await {
+                    Err(e) => Some(e),
+                    Ok(iam) => {
+                        let applied = match u.kind {
+                            RunKind::Rollback => {
+                                crate::rollback::AccountRollback {
+                                    run_id,
+                                    source: 0,
+                                    target: &u.target,
+                                    iam: &iam,
+                                    store: &self.store,
+                                    reporter: self.reporter.as_ref(),
+                                    write_concurrency: 1,
+                                    cancel: &self.cancel,
+                                }
+                                .settle()
+                                .await?
+                            }
+                            _ => {
+                                AccountApply {
+                                    run_id,
+                                    target: &u.target,
+                                    iam: &iam,
+                                    store: &self.store,
+                                    reporter: self.reporter.as_ref(),
+                                    options: &self.options.apply,
+                                    cancel: &self.cancel,
+                                }
+                                .recover()
+                                .await?
+                            }
+                        };
+                        applied.stop
+                    }
+                };
+                let (account, calls) = (u.target.id.clone(), meter.counts());
+                self.store
+                    .call(move |s| s.pause_account(run_id, &account, &calls))
+                    .await?;
+                let left = {
+                    let account = u.target.id.clone();
+                    self.store
+                        .call(move |s| s.open_actions(run_id, &account))
+                        .await?
+                        .len()
+                };
+                self.reporter.report(&Event::Settled {
+                    run_id,
+                    account: u.target.id.clone(),
+                    actions: u.open,
+                    error: (left > 0 || error.is_some()).then(|| {
+                        error.map_or_else(|| format!("{left} still open"), |e| e.to_string())
+                    }),
+                });
+                Ok::<_, StoreError>(())
+            })
+            .buffer_unordered(self.options.concurrency.max(1));
+        while let Some(done) = settling.next().await {
+            done?;
+        }
+        Ok(())
+    }
+
     async fn create(
         &self,
         kind: RunKind,
@@ -192,9 +310,11 @@ impl<C: Connector> Engine<C> {
         targets: &[AccountTarget],
     ) -> Result<i64, StoreError> {
         let options = serde_json::to_string(&self.options).expect("options serialize");
-        let (file, targets) = (file.clone(), targets.to_vec());
+        let (file, targets, caller) = (file.clone(), targets.to_vec(), self.caller.clone());
         self.store
-            .call(move |s| s.create_run(kind, source, &file, &targets, &options))
+            .call(move |s| {
+                s.create_run_as(kind, source, &file, &targets, &options, caller.as_deref())
+            })
             .await
     }
 
@@ -219,6 +339,7 @@ impl<C: Connector> Engine<C> {
         let mut tally = Tally::default();
         let mut failed = 0;
         let mut interrupted = false;
+        let mut halted: Option<Halt> = None;
         let mut fatal = None;
         while let Some(r) = results.next().await {
             match r {
@@ -231,40 +352,46 @@ impl<C: Connector> Engine<C> {
                 }
                 Ok(AccountEnd::Failed(_)) => failed += 1,
                 Ok(AccountEnd::Interrupted) => interrupted = true,
+                Ok(AccountEnd::Halted(e)) => {
+                    // Every account would fail the same way: stop starting new work.
+                    self.cancel.cancel();
+                    interrupted = true;
+                    halted.get_or_insert_with(|| Halt::Credentials(e.to_string()));
+                }
                 Err(e) => {
-                    fatal = Some(e);
-                    break;
+                    // Stop new work, and let the accounts in flight finish: what they write
+                    // may fail too, and is then settled by the next run.
+                    self.cancel.cancel();
+                    interrupted = true;
+                    halted.get_or_insert_with(|| Halt::Database(e.to_string()));
+                    fatal.get_or_insert(e);
                 }
             }
         }
         drop(results);
-        if let Some(e) = fatal {
-            // Best effort: the database is what failed. What was committed stays true.
-            let _ = self
-                .store
-                .call(move |s| s.finish_run(run_id, RunStatus::Failed))
-                .await;
-            return Err(e);
-        }
         tally.interrupted = interrupted || self.cancel.is_cancelled();
         let status = if tally.interrupted {
             RunStatus::Interrupted
         } else if failed == jobs.len() && !jobs.is_empty() {
             RunStatus::Failed
-        } else if failed > 0 || tally.failed > 0 {
+        } else if failed > 0 || tally.failed > 0 || tally.unsettled > 0 {
             RunStatus::CompletedWithErrors
         } else {
             RunStatus::Completed
         };
-        self.store
-            .call(move |s| s.finish_run(run_id, status))
-            .await?;
+        let finished = self.store.call(move |s| s.finish_run(run_id, status)).await;
+        if fatal.is_none() {
+            finished?;
+        }
+        // With a failed database the run may still say `running`; the next process marks it
+        // `interrupted` when it takes the lock.
         self.reporter.report(&Event::RunFinished { run_id, status });
         Ok(RunResult {
             run_id,
             status,
             accounts_failed: failed,
             tally,
+            halted,
         })
     }
 
@@ -309,7 +436,7 @@ impl<C: Connector> Engine<C> {
             AccountEnd::Done(t) if t.interrupted => (AccountStatus::Scanned, None),
             AccountEnd::Done(_) => (AccountStatus::Completed, None),
             AccountEnd::Failed(e) => (AccountStatus::Failed, Some(e.clone())),
-            AccountEnd::Interrupted => (AccountStatus::Pending, None),
+            AccountEnd::Interrupted | AccountEnd::Halted(_) => (AccountStatus::Pending, None),
         };
         let (id2, error2) = (id.clone(), error.clone());
         self.store
@@ -346,7 +473,7 @@ impl<C: Connector> Engine<C> {
         phase(Phase::Connecting);
         let iam = match meter.connect(&self.connector, target).await {
             Ok(iam) => iam,
-            Err(e) => return Ok(AccountEnd::Failed(e)),
+            Err(e) => return Ok(AccountEnd::from_applied(Tally::default(), Some(e))),
         };
         let findings_run = match plan {
             Plan::Scan | Plan::ScanApply => {
@@ -361,7 +488,7 @@ impl<C: Connector> Engine<C> {
                 let findings = match read {
                     Ok(Some(f)) => f,
                     Ok(None) => return Ok(AccountEnd::Interrupted),
-                    Err(e) => return Ok(AccountEnd::Failed(e)),
+                    Err(e) => return Ok(AccountEnd::from_applied(Tally::default(), Some(e))),
                 };
                 phase(Phase::Recording {
                     findings: findings.findings.len() as u64,
@@ -391,10 +518,14 @@ impl<C: Connector> Engine<C> {
                     write_concurrency: self.options.apply.write_concurrency,
                     cancel: &self.cancel,
                 };
-                return Ok(match rollback.run().await? {
-                    Ok(t) => AccountEnd::Done(t),
-                    Err(e) => AccountEnd::Failed(e),
-                });
+                let done = rollback.run().await?;
+                let (id, mut tally) = (target.id.clone(), done.tally);
+                let counted = self
+                    .store
+                    .call(move |s| s.account_tally(run_id, &id))
+                    .await?;
+                tally.add(&counted);
+                return Ok(AccountEnd::from_applied(tally, done.stop));
             }
         };
         let apply = AccountApply {
@@ -406,22 +537,31 @@ impl<C: Connector> Engine<C> {
             options: &self.options.apply,
             cancel: &self.cancel,
         };
-        let mut tally = match apply.recover().await? {
-            Ok(t) => t,
-            Err(e) => return Ok(AccountEnd::Failed(e)),
-        };
+        let recovered = apply.recover().await?;
+        if recovered.stop.is_some() {
+            return Ok(AccountEnd::from_applied(recovered.tally, recovered.stop));
+        }
         let id = target.id.clone();
-        let (findings, already) = self
+        let (findings, already, scanned_at) = self
             .store
             .call(move |s| {
                 Ok((
                     s.findings_to_apply(findings_run, run_id, &id)?,
                     s.detached_in_run(run_id, &id)?,
+                    s.scanned_at(findings_run, &id)?,
                 ))
             })
             .await?;
-        tally.add(&apply.run(findings, already).await?);
-        Ok(AccountEnd::Done(tally))
+        let scanned_at = scanned_at.and_then(|t| humantime::parse_rfc3339_weak(&t).ok());
+        let applied = apply.run(findings, already, scanned_at).await?;
+        let id = target.id.clone();
+        let mut tally = self
+            .store
+            .call(move |s| s.account_tally(run_id, &id))
+            .await?;
+        tally.limit_reached = applied.tally.limit_reached;
+        tally.interrupted = applied.tally.interrupted || recovered.tally.interrupted;
+        Ok(AccountEnd::from_applied(tally, applied.stop))
     }
 }
 

@@ -34,5 +34,9 @@ pub async fn read_account<I: Iam>(
             None => break,
         }
     }
-    Ok(Some(findings::classify(&users, &groups, &target.filters)))
+    let read_at = crate::store::now();
+    Ok(Some(AccountFindings {
+        read_at: Some(read_at),
+        ..findings::classify(&users, &groups, &target.filters)
+    }))
 }

@@ -6,7 +6,6 @@ mod common;
 use common::{FakeRig, accounts_toml, block_on};
 use iamsweep::aws::{AwsError, ErrorKind, Op};
 use iamsweep::events::Event;
-use iamsweep::run::RunOptions;
 use iamsweep::store::RunStatus;
 
 const A: &str = "111111111111";
@@ -109,7 +108,7 @@ fn verify_skips_what_changed_since_the_scan() {
 fn a_throttling_storm_is_paced_and_retried_until_everything_is_done() {
     // Enough attempts that even one call absorbing the whole storm gets through: the test is
     // about nothing being lost or failed, whatever the interleaving.
-    let mut options = RunOptions::default();
+    let mut options = common::options();
     options.calls.retry.max_attempts = 40;
     let rig = FakeRig::with_options(&accounts_toml(&[A]), options);
     rig.org.add_group(A, "ops", &[P1, P2, P3]);
@@ -118,7 +117,7 @@ fn a_throttling_storm_is_paced_and_retried_until_everything_is_done() {
             .add_user(A, &format!("u{i:02}"), &["ops"], &[P1, P2, P3]);
     }
     rig.org.throttle_first(A, Op::DetachUserPolicy, 25);
-    rig.org.throttle_first(A, Op::ListGroupsForUser, 10);
+    rig.org.throttle_first(A, Op::GetGroup, 10);
     let result = block_on(rig.engine.apply(&rig.file)).unwrap();
     assert_eq!(result.tally.detached, 60);
     assert!(!result.has_failures());
@@ -139,7 +138,7 @@ fn a_throttling_storm_is_paced_and_retried_until_everything_is_done() {
 
 #[test]
 fn the_circuit_breaker_stops_the_account_and_leaves_the_rest_open() {
-    let mut options = RunOptions::default();
+    let mut options = common::options();
     options.apply.max_detaches_per_account = Some(2);
     options.apply.write_concurrency = 1;
     let rig = FakeRig::with_options(&accounts_toml(&[A, "222222222222"]), options);
@@ -212,14 +211,20 @@ fn a_failed_detach_is_recorded_and_the_other_accounts_finish() {
             "333333333333|detached|-".to_owned()
         ]
     );
+    // A role that may not detach stops its account at the first refusal, with one clear
+    // message, instead of failing every user's detach.
     assert_eq!(
-        rig.rows("SELECT account_id, status FROM run_accounts ORDER BY account_id"),
+        rig.rows("SELECT account_id, status, coalesce(error_code, '-') FROM run_accounts ORDER BY account_id"),
         vec![
-            format!("{A}|completed"),
-            "222222222222|failed".to_owned(),
-            "333333333333|completed".to_owned()
+            format!("{A}|failed|AccessDenied"),
+            "222222222222|failed|AccessDenied".to_owned(),
+            "333333333333|completed|-".to_owned()
         ]
     );
+    let message: String = rig.sql(&format!(
+        "SELECT error_message FROM run_accounts WHERE account_id = '{A}'"
+    ));
+    assert!(message.contains("deploy it with Mode=apply"), "{message}");
     assert!(rig.org.user_policies(A, "alice").unwrap().contains(P1));
     assert!(
         rig.org
@@ -230,31 +235,39 @@ fn a_failed_detach_is_recorded_and_the_other_accounts_finish() {
 }
 
 #[test]
-fn a_user_with_k_redundant_policies_costs_two_reads_a_group_read_k_detaches_and_the_post_check() {
-    let rig = FakeRig::new(&accounts_toml(&[A]));
+fn a_user_with_k_redundant_policies_costs_one_group_proof_k_detaches_and_one_post_check() {
+    // A settle window, as in real use: the post-checks due together read the group once.
+    let mut options = common::options();
+    options.apply.settle = std::time::Duration::from_secs(1);
+    let rig = FakeRig::with_options(&accounts_toml(&[A]), options);
     rig.org.add_group(A, "ops", &[P1, P2, P3]);
     rig.org.add_group(A, "other", &[]);
     rig.org
         .add_user(A, "alice", &["ops", "other"], &[P1, P2, P3]);
     block_on(rig.engine.apply(&rig.file)).unwrap();
     let calls: Vec<(Op, u64)> = [
+        Op::GetPolicy,
+        Op::GetGroup,
+        Op::ListAttachedGroupPolicies,
         Op::ListAttachedUserPolicies,
         Op::ListGroupsForUser,
-        Op::ListAttachedGroupPolicies,
         Op::DetachUserPolicy,
         Op::AttachUserPolicy,
     ]
     .iter()
     .map(|op| (*op, rig.org.calls(A, *op)))
     .collect();
-    // verify: 1 + 1 + 1 (only the covering group "ops" is read); 3 detaches;
-    // post-check: ListGroupsForUser + ops again.
+    // Whether the one AWS managed policy can be attached again; the proof of "ops" (members
+    // and policies: "other" grants none of them and is never read); 3 detaches; the
+    // post-check reads "ops" once more. No per-user read at all.
     assert_eq!(
         calls,
         vec![
-            (Op::ListAttachedUserPolicies, 1),
-            (Op::ListGroupsForUser, 2),
+            (Op::GetPolicy, 1),
+            (Op::GetGroup, 2),
             (Op::ListAttachedGroupPolicies, 2),
+            (Op::ListAttachedUserPolicies, 0),
+            (Op::ListGroupsForUser, 0),
             (Op::DetachUserPolicy, 3),
             (Op::AttachUserPolicy, 0),
         ]
@@ -265,7 +278,7 @@ fn a_user_with_k_redundant_policies_costs_two_reads_a_group_read_k_detaches_and_
 fn excluded_users_and_policies_are_skipped_and_recorded() {
     let toml =
         format!("[defaults]\nexclude_policies = [\"*/Deploy\"]\n\n[[account]]\nid = \"{A}\"\n");
-    let mut options = RunOptions::default();
+    let mut options = common::options();
     options.apply.filters.exclude_users =
         iamsweep::filters::Patterns::new(vec!["svc-*".into()]).unwrap();
     let rig = FakeRig::with_options(&toml, options);
@@ -301,6 +314,8 @@ fn direct_only_attachments_are_never_touched() {
     );
     assert_eq!(rig.org.user_policies(A, "bob").unwrap().len(), 2);
     assert_eq!(rig.org.calls(A, Op::DetachUserPolicy), 1);
-    // bob has nothing redundant: not even read.
-    assert_eq!(rig.org.calls(A, Op::ListAttachedUserPolicies), 1);
+    // bob has nothing redundant: not even read. Only alice's group is, before and after.
+    assert_eq!(rig.org.calls(A, Op::GetUser), 0);
+    assert_eq!(rig.org.calls(A, Op::ListAttachedUserPolicies), 0);
+    assert_eq!(rig.org.calls(A, Op::GetGroup), 2);
 }

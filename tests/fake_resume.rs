@@ -26,6 +26,7 @@ fn next_process(rig: &FakeRig) -> Engine<iamsweep::aws::fake::FakeOrg> {
         reporter: Arc::new(Silent),
         options: rig.engine.options.clone(),
         cancel: Cancel::new(),
+        caller: None,
     }
 }
 
@@ -132,7 +133,11 @@ fn resume_after_an_account_failed_retries_only_that_account() {
     assert_eq!(again.tally.detached, 1, "only B's finding");
     // A was neither scanned nor verified again.
     assert_eq!(rig.org.calls(A, Op::GetAccountAuthorizationDetails), 1);
-    assert_eq!(rig.org.calls(A, Op::ListAttachedUserPolicies), 1);
+    assert_eq!(
+        rig.org.calls(A, Op::GetGroup),
+        2,
+        "the first run's proof and post-check only"
+    );
     assert_eq!(rig.org.calls(A, Op::AssumeRole), 1);
     assert_eq!(
         rig.rows(

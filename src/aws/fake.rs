@@ -1,6 +1,7 @@
 //! An in-memory IAM for the tests and benchmarks moto cannot serve: pagination, throttling,
-//! injected faults at call N, latency, races (state changed at a chosen call) and scale. Counts
-//! every call per account and operation. Never used by the binary.
+//! injected faults at call N (before or after the call took effect), latency, read lag (reads
+//! see the state as of a delay ago, as in IAM), races (state changed at a chosen call) and scale.
+//! Counts every call per account and operation. Never used by the binary.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,8 +10,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    AttachedPolicy, AuthDetailsPage, AwsError, Connector, Decision, ErrorKind, GroupDetail, Iam,
-    Op, Page, Receipt, UserDetail,
+    AttachedPolicy, AuthDetailsPage, AwsError, Connector, Decision, ErrorKind, GroupDetail,
+    GroupMember, Iam, Op, Page, PolicyInfo, Receipt, UserDetail,
 };
 use crate::config::AccountTarget;
 use crate::model::{AccountId, PolicyArn, UserName};
@@ -20,12 +21,32 @@ use crate::model::{AccountId, PolicyArn, UserName};
 pub struct FakeAccount {
     pub users: BTreeMap<String, FakeUser>,
     pub groups: BTreeMap<String, BTreeSet<String>>,
+    /// Managed policies that can no longer be attached (deprecated AWS managed policies).
+    pub not_attachable: BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct FakeUser {
+    /// The principal's unique id; a re-created user gets a new one.
+    pub id: String,
     pub groups: BTreeSet<String>,
     pub attached: BTreeSet<String>,
+}
+
+impl FakeAccount {
+    /// The user named `name`, matched as IAM matches names (case-insensitively).
+    fn user(&self, name: &str) -> Option<(&String, &FakeUser)> {
+        self.users
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
+    fn user_mut(&mut self, name: &str) -> Option<&mut FakeUser> {
+        self.users
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, u)| u)
+    }
 }
 
 type Hook = Box<dyn FnMut(&mut FakeAccount) + Send>;
@@ -35,6 +56,8 @@ struct Fault {
     op: Op,
     nth: u64,
     error: Option<AwsError>,
+    /// The call takes effect, then its answer is lost with this error.
+    after: Option<AwsError>,
     hook: Option<Hook>,
 }
 
@@ -63,6 +86,71 @@ struct State {
     request_seq: u64,
     latency: Duration,
     page_size: usize,
+    /// Reads see each account as it was this long ago.
+    read_lag: Duration,
+    /// With a read lag: each account's states, newest last, with when they began.
+    history: HashMap<String, Vec<(Instant, FakeAccount)>>,
+    next_user_id: u64,
+    /// From this call on (counted across the organization), `AssumeRole` fails with this error:
+    /// base credentials that expired mid-run.
+    assume_fails: Option<(u64, AwsError)>,
+    assume_calls: u64,
+}
+
+impl State {
+    /// The account as reads see it: the current state, or with a read lag the state of
+    /// `read_lag` ago.
+    fn read(&mut self, account: &str) -> FakeAccount {
+        let current = self.accounts.entry(account.to_owned()).or_default().clone();
+        if self.read_lag.is_zero() {
+            return current;
+        }
+        let Some(seen_at) = Instant::now().checked_sub(self.read_lag) else {
+            return self
+                .history
+                .get(account)
+                .and_then(|h| h.first().map(|(_, a)| a.clone()))
+                .unwrap_or(current);
+        };
+        match self.history.get(account) {
+            Some(h) => h
+                .iter()
+                .rev()
+                .find(|(at, _)| *at <= seen_at)
+                .or(h.first())
+                .map(|(_, a)| a.clone())
+                .unwrap_or(current),
+            None => current,
+        }
+    }
+
+    /// Records the account's state after a change, for lagging reads.
+    fn changed(&mut self, account: &str, before: FakeAccount) {
+        if self.read_lag.is_zero() {
+            return;
+        }
+        let now = self.accounts.get(account).cloned().unwrap_or_default();
+        let h = self.history.entry(account.to_owned()).or_default();
+        if h.is_empty() {
+            // The state before any change was seen since the beginning of time.
+            let dawn = Instant::now()
+                .checked_sub(Duration::from_secs(86_400))
+                .unwrap_or_else(Instant::now);
+            h.push((dawn, before));
+        }
+        h.push((Instant::now(), now));
+    }
+
+    /// Users added without an id get one, as IAM gives every principal one.
+    fn assign_ids(&mut self, account: &str) {
+        let Some(a) = self.accounts.get_mut(account) else {
+            return;
+        };
+        for u in a.users.values_mut().filter(|u| u.id.is_empty()) {
+            self.next_user_id += 1;
+            u.id = format!("AIDAFAKE{:012}", self.next_user_id);
+        }
+    }
 }
 
 /// A whole fake organization, shared by every client it hands out.
@@ -93,9 +181,37 @@ impl FakeOrg {
 
     // --- seeding -------------------------------------------------------------------------
 
-    /// Runs `f` on an account's state (created empty on first use).
+    /// Runs `f` on an account's state (created empty on first use): seeding, or a colleague
+    /// changing IAM (reads lag behind it like behind any write).
     pub fn with_account<R>(&self, account: &str, f: impl FnOnce(&mut FakeAccount) -> R) -> R {
-        f(self.lock().accounts.entry(account.to_owned()).or_default())
+        let mut st = self.lock();
+        let before = st.accounts.entry(account.to_owned()).or_default().clone();
+        let r = f(st.accounts.get_mut(account).expect("just made"));
+        st.assign_ids(account);
+        st.changed(account, before);
+        r
+    }
+
+    /// Deletes `user` and creates a new one with the same name, groups and direct policies: a
+    /// new principal (new id).
+    pub fn recreate_user(&self, account: &str, user: &str) {
+        self.with_account(account, |a| {
+            if let Some(u) = a.users.get_mut(user) {
+                u.id.clear();
+            }
+        });
+    }
+
+    /// The user's unique id.
+    pub fn user_id(&self, account: &str, user: &str) -> Option<String> {
+        self.with_account(account, |a| a.users.get(user).map(|u| u.id.clone()))
+    }
+
+    /// Marks a managed policy as no longer attachable (a deprecated AWS managed policy).
+    pub fn deprecate_policy(&self, account: &str, policy: &str) {
+        self.with_account(account, |a| {
+            a.not_attachable.insert(policy.to_owned());
+        });
     }
 
     pub fn add_group(&self, account: &str, group: &str, policies: &[&str]) {
@@ -138,6 +254,23 @@ impl FakeOrg {
         self.lock().latency = d;
     }
 
+    /// Reads see every account as it was `lag` ago; writes are acknowledged at once. IAM is
+    /// eventually consistent like this (seconds, usually).
+    pub fn set_read_lag(&self, lag: Duration) {
+        self.lock().read_lag = lag;
+    }
+
+    /// From the `nth` `AssumeRole` on (counted across the organization), assuming any role fails
+    /// with `error`: base credentials that expired mid-run and cannot be refreshed.
+    pub fn fail_assume_from(&self, nth: u64, error: AwsError) {
+        self.lock().assume_fails = Some((nth, error));
+    }
+
+    /// The base credentials work again (renewed).
+    pub fn renew_credentials(&self) {
+        self.lock().assume_fails = None;
+    }
+
     /// Calls above `per_second` in any one-second window of an account are throttled.
     pub fn set_rate_limit(&self, per_second: Option<u32>) {
         self.lock().rate_limit = per_second;
@@ -167,6 +300,20 @@ impl FakeOrg {
             op,
             nth,
             error: Some(error),
+            after: None,
+            hook: None,
+        });
+    }
+
+    /// The `nth` call of `op` in `account` takes effect, but its answer is lost: the caller gets
+    /// `error` (a timeout, a reset connection, a 5xx).
+    pub fn lose_answer(&self, account: &str, op: Op, nth: u64, error: AwsError) {
+        self.lock().faults.push(Fault {
+            account: account.to_owned(),
+            op,
+            nth,
+            error: None,
+            after: Some(error),
             hook: None,
         });
     }
@@ -185,6 +332,7 @@ impl FakeOrg {
             op,
             nth,
             error: None,
+            after: None,
             hook: Some(Box::new(hook)),
         });
     }
@@ -249,11 +397,15 @@ impl FakeOrg {
             return Err(AwsError::throttled());
         }
         let mut failure = None;
+        let mut lost = None;
         let mut hooks = Vec::new();
         st.faults.retain_mut(|f| {
             if f.account == account && f.op == op && f.nth == nth {
                 if let Some(e) = f.error.take() {
                     failure = Some(e);
+                }
+                if let Some(e) = f.after.take() {
+                    lost = Some(e);
                 }
                 if let Some(h) = f.hook.take() {
                     hooks.push(h);
@@ -263,14 +415,29 @@ impl FakeOrg {
                 true
             }
         });
-        for mut h in hooks {
-            h(st.accounts.entry(account.to_owned()).or_default());
+        if !hooks.is_empty() {
+            let before = st.accounts.entry(account.to_owned()).or_default().clone();
+            for mut h in hooks {
+                h(st.accounts.entry(account.to_owned()).or_default());
+            }
+            st.assign_ids(account);
+            st.changed(account, before);
         }
         if let Some(e) = failure {
             return Err(e);
         }
         st.request_seq += 1;
-        f(&mut st)
+        let before = st.accounts.get(account).cloned();
+        let result = f(&mut st);
+        if op.is_write()
+            && let Some(before) = before
+        {
+            st.changed(account, before);
+        }
+        match lost {
+            Some(e) => Err(e),
+            None => result,
+        }
     }
 }
 
@@ -299,6 +466,7 @@ fn synthetic_page(
             let name = format!("user{i:05}");
             page.users.push(UserDetail {
                 arn: format!("arn:aws:iam::{account}:user/{name}"),
+                user_id: format!("AIDASYN{i:012}"),
                 name: UserName::new(name),
                 groups: vec![format!("group{:04}", i % shape.groups)],
                 attached: vec![policy(i % (2 * shape.groups))],
@@ -352,7 +520,16 @@ impl Connector for FakeOrg {
             crate::config::Access::AssumeRole { .. } => Op::AssumeRole,
             crate::config::Access::BaseCredentials => Op::GetCallerIdentity,
         };
-        let refusal = self.lock().refuse_assume.get(&account).cloned();
+        let refusal = {
+            let mut st = self.lock();
+            st.assume_calls += 1;
+            let expired = st
+                .assume_fails
+                .as_ref()
+                .filter(|(from, _)| st.assume_calls >= *from)
+                .map(|(_, e)| e.clone());
+            expired.or_else(|| st.refuse_assume.get(&account).cloned())
+        };
         self.serve(&account, op, |_| refusal.map_or(Ok(()), Err))
             .await?;
         Ok(FakeIam {
@@ -387,7 +564,7 @@ impl Iam for FakeIam {
                 if let (Some(shape), false) = (st.synthetic, st.accounts.contains_key(&account)) {
                     return Ok(synthetic_page(&account, shape, marker, size));
                 }
-                let a = st.accounts.entry(account.clone()).or_default();
+                let a = st.read(&account);
                 let start: usize = marker.and_then(|m| m.parse().ok()).unwrap_or(0);
                 let total = a.users.len() + a.groups.len();
                 let end = (start + size).min(total);
@@ -399,6 +576,7 @@ impl Iam for FakeIam {
                 for (name, u) in a.users.iter().skip(start).take(end.saturating_sub(start)) {
                     page.users.push(UserDetail {
                         name: UserName::new(name.clone()),
+                        user_id: u.id.clone(),
                         arn: format!("arn:aws:iam::{account}:user/{name}"),
                         groups: u.groups.iter().cloned().collect(),
                         attached: attached(&u.attached),
@@ -426,10 +604,9 @@ impl Iam for FakeIam {
         self.org
             .serve(self.account(), Op::ListAttachedUserPolicies, |st| {
                 let size = st.page_size;
-                let a = st.accounts.entry(account).or_default();
-                let u = a
-                    .users
-                    .get(user.as_str())
+                let a = st.read(&account);
+                let (_, u) = a
+                    .user(user.as_str())
                     .ok_or_else(|| no_such_user(user.as_str()))?;
                 let items: Vec<PolicyArn> =
                     u.attached.iter().cloned().map(PolicyArn::new).collect();
@@ -447,10 +624,9 @@ impl Iam for FakeIam {
         self.org
             .serve(self.account(), Op::ListGroupsForUser, |st| {
                 let size = st.page_size;
-                let a = st.accounts.entry(account).or_default();
-                let u = a
-                    .users
-                    .get(user.as_str())
+                let a = st.read(&account);
+                let (_, u) = a
+                    .user(user.as_str())
                     .ok_or_else(|| no_such_user(user.as_str()))?;
                 let items: Vec<String> = u.groups.iter().cloned().collect();
                 Ok(page_of(&items, marker, size))
@@ -467,16 +643,60 @@ impl Iam for FakeIam {
         self.org
             .serve(self.account(), Op::ListAttachedGroupPolicies, |st| {
                 let size = st.page_size;
-                let a = st.accounts.entry(account).or_default();
-                let policies = a.groups.get(group).ok_or_else(|| {
-                    AwsError::new(
-                        ErrorKind::NoSuchEntity,
-                        "NoSuchEntity",
-                        format!("The group with name {group} cannot be found."),
-                    )
-                })?;
+                let a = st.read(&account);
+                let policies = group_of(&a, group)?;
                 let items: Vec<PolicyArn> = policies.iter().cloned().map(PolicyArn::new).collect();
                 Ok(page_of(&items, marker, size))
+            })
+            .await
+    }
+
+    async fn group_members(
+        &self,
+        group: &str,
+        marker: Option<String>,
+    ) -> Result<Page<GroupMember>, AwsError> {
+        let account = self.account().to_owned();
+        self.org
+            .serve(self.account(), Op::GetGroup, |st| {
+                let size = st.page_size;
+                let a = st.read(&account);
+                group_of(&a, group)?;
+                let items: Vec<GroupMember> = a
+                    .users
+                    .iter()
+                    .filter(|(_, u)| u.groups.iter().any(|g| g.eq_ignore_ascii_case(group)))
+                    .map(|(name, u)| GroupMember {
+                        name: UserName::new(name.clone()),
+                        user_id: u.id.clone(),
+                    })
+                    .collect();
+                Ok(page_of(&items, marker, size))
+            })
+            .await
+    }
+
+    async fn policy(&self, policy: &PolicyArn) -> Result<PolicyInfo, AwsError> {
+        let account = self.account().to_owned();
+        self.org
+            .serve(self.account(), Op::GetPolicy, |st| {
+                let a = st.read(&account);
+                Ok(PolicyInfo {
+                    is_attachable: !a.not_attachable.contains(policy.as_str()),
+                })
+            })
+            .await
+    }
+
+    async fn user_id(&self, user: &UserName) -> Result<String, AwsError> {
+        let account = self.account().to_owned();
+        self.org
+            .serve(self.account(), Op::GetUser, |st| {
+                let a = st.read(&account);
+                let (_, u) = a
+                    .user(user.as_str())
+                    .ok_or_else(|| no_such_user(user.as_str()))?;
+                Ok(u.id.clone())
             })
             .await
     }
@@ -492,8 +712,7 @@ impl Iam for FakeIam {
                 let seq = st.request_seq;
                 let a = st.accounts.entry(account).or_default();
                 let u = a
-                    .users
-                    .get_mut(user.as_str())
+                    .user_mut(user.as_str())
                     .ok_or_else(|| no_such_user(user.as_str()))?;
                 if !u.attached.remove(policy.as_str()) {
                     return Err(AwsError::new(
@@ -519,9 +738,15 @@ impl Iam for FakeIam {
             .serve(self.account(), Op::AttachUserPolicy, |st| {
                 let seq = st.request_seq;
                 let a = st.accounts.entry(account).or_default();
+                if a.not_attachable.contains(policy.as_str()) {
+                    return Err(AwsError::new(
+                        ErrorKind::Other,
+                        "InvalidInput",
+                        format!("Policy {policy} is not attachable."),
+                    ));
+                }
                 let u = a
-                    .users
-                    .get_mut(user.as_str())
+                    .user_mut(user.as_str())
                     .ok_or_else(|| no_such_user(user.as_str()))?;
                 u.attached.insert(policy.to_string());
                 Ok(Receipt {
@@ -548,4 +773,19 @@ impl Iam for FakeIam {
             })
             .await
     }
+}
+
+/// A group's policies, matched as IAM matches names (case-insensitively).
+fn group_of<'a>(a: &'a FakeAccount, group: &str) -> Result<&'a BTreeSet<String>, AwsError> {
+    a.groups
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(group))
+        .map(|(_, p)| p)
+        .ok_or_else(|| {
+            AwsError::new(
+                ErrorKind::NoSuchEntity,
+                "NoSuchEntity",
+                format!("The group with name {group} cannot be found."),
+            )
+        })
 }

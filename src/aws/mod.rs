@@ -22,6 +22,9 @@ pub enum Op {
     ListAttachedUserPolicies,
     ListGroupsForUser,
     ListAttachedGroupPolicies,
+    GetGroup,
+    GetPolicy,
+    GetUser,
     DetachUserPolicy,
     AttachUserPolicy,
     SimulatePrincipalPolicy,
@@ -40,13 +43,16 @@ pub enum Needed {
 }
 
 impl Op {
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 15] = [
         Op::AssumeRole,
         Op::GetCallerIdentity,
         Op::GetAccountAuthorizationDetails,
         Op::ListAttachedUserPolicies,
         Op::ListGroupsForUser,
         Op::ListAttachedGroupPolicies,
+        Op::GetGroup,
+        Op::GetPolicy,
+        Op::GetUser,
         Op::DetachUserPolicy,
         Op::AttachUserPolicy,
         Op::SimulatePrincipalPolicy,
@@ -75,6 +81,9 @@ impl Op {
             Op::ListAttachedUserPolicies
             | Op::ListGroupsForUser
             | Op::ListAttachedGroupPolicies
+            | Op::GetGroup
+            | Op::GetPolicy
+            | Op::GetUser
             | Op::DetachUserPolicy
             | Op::AttachUserPolicy => Some(Needed::Apply),
             _ => None,
@@ -94,6 +103,9 @@ impl Op {
             Op::ListAttachedUserPolicies => "ListAttachedUserPolicies",
             Op::ListGroupsForUser => "ListGroupsForUser",
             Op::ListAttachedGroupPolicies => "ListAttachedGroupPolicies",
+            Op::GetGroup => "GetGroup",
+            Op::GetPolicy => "GetPolicy",
+            Op::GetUser => "GetUser",
             Op::DetachUserPolicy => "DetachUserPolicy",
             Op::AttachUserPolicy => "AttachUserPolicy",
             Op::SimulatePrincipalPolicy => "SimulatePrincipalPolicy",
@@ -128,9 +140,16 @@ pub enum ErrorKind {
     NoSuchEntity,
     /// Not allowed (missing permission, or a role that cannot be assumed).
     AccessDenied,
-    /// Network, timeout or 5xx: the outcome of a write is unknown.
+    /// Network, timeout or 5xx: the request may or may not have reached AWS, so the outcome of
+    /// a write is unknown (ambiguous) until a read settles it.
     Transient,
-    /// No usable base credentials.
+    /// Another change to the same entity was in progress; nothing was done. Retried after a
+    /// fresh read.
+    Conflict,
+    /// A quota was reached (e.g. managed policies per user); nothing was done.
+    LimitExceeded,
+    /// The base credentials are missing, expired or revoked (an exported session, an expired
+    /// SSO session, a CI token): every account would fail the same way, so the run stops.
     Credentials,
     /// Anything else, including the account mismatch of `assume_role = false`.
     Other,
@@ -171,6 +190,9 @@ pub struct AttachedPolicy {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserDetail {
     pub name: UserName,
+    /// IAM's unique id of the principal (`AIDA...`): a user deleted and re-created under the
+    /// same name gets a new one.
+    pub user_id: String,
     pub arn: String,
     /// Names of the groups the user is in.
     pub groups: Vec<String>,
@@ -198,6 +220,20 @@ pub struct AuthDetailsPage {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_marker: Option<String>,
+}
+
+/// A member of a group, as `GetGroup` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupMember {
+    pub name: UserName,
+    pub user_id: String,
+}
+
+/// What apply needs to know of a managed policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyInfo {
+    /// False for a deprecated AWS managed policy: once detached it can never be attached again.
+    pub is_attachable: bool,
 }
 
 /// The receipt of a write: what CloudTrail needs to find the call again.
@@ -283,6 +319,22 @@ pub trait Iam: Send + Sync + 'static {
         group: &str,
         marker: Option<String>,
     ) -> impl Future<Output = Result<Page<PolicyArn>, AwsError>> + Send;
+
+    /// One page of a group's members (`GetGroup`).
+    fn group_members(
+        &self,
+        group: &str,
+        marker: Option<String>,
+    ) -> impl Future<Output = Result<Page<GroupMember>, AwsError>> + Send;
+
+    /// `GetPolicy`.
+    fn policy(
+        &self,
+        policy: &PolicyArn,
+    ) -> impl Future<Output = Result<PolicyInfo, AwsError>> + Send;
+
+    /// The user's unique id (`GetUser`).
+    fn user_id(&self, user: &UserName) -> impl Future<Output = Result<String, AwsError>> + Send;
 
     fn detach_user_policy(
         &self,

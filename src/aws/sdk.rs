@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
@@ -17,8 +18,8 @@ use aws_sdk_iam::types::EntityType;
 use aws_types::region::Region;
 
 use super::{
-    AttachedPolicy, AuthDetailsPage, AwsError, Connector, Decision, ErrorKind, GroupDetail, Iam,
-    Op, OrgAccount, OrgReader, OrgUnit, Page, Receipt, UserDetail,
+    AttachedPolicy, AuthDetailsPage, AwsError, Connector, Decision, ErrorKind, GroupDetail,
+    GroupMember, Iam, Op, OrgAccount, OrgReader, OrgUnit, Page, PolicyInfo, Receipt, UserDetail,
 };
 use crate::config::{Access, AccountTarget, OrgSpec};
 use crate::model::{Partition, PolicyArn, UserName};
@@ -26,15 +27,44 @@ use crate::model::{Partition, PolicyArn, UserName};
 /// How long an assumed-role session lasts; the SDK's identity cache asks for fresh credentials
 /// shortly before this runs out, so long runs never see `ExpiredToken`.
 const SESSION_SECONDS: i32 = 3600;
-/// Attempts per request inside the SDK (standard mode); storms beyond that are paced and retried
-/// by the core.
-const SDK_MAX_ATTEMPTS: u32 = 4;
+/// One HTTP attempt per SDK call: the core is the only layer that retries, so that a write whose
+/// answer was lost is never sent again blindly, and every attempt is paced and counted.
+const SDK_MAX_ATTEMPTS: u32 = 1;
+/// Time allowed to open a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default for `--call-timeout`: a large `GetAccountAuthorizationDetails` page can take
+/// seconds before its first byte.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings for reaching AWS, from the command line and environment.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SdkSettings {
     pub endpoint_url: Option<String>,
     pub profile: Option<String>,
+    /// The longest one call may take, from sending to the last byte of its answer: bounds the
+    /// time to first byte, the read and the whole operation of every STS, IAM and
+    /// Organizations call.
+    pub call_timeout: Duration,
+}
+
+impl Default for SdkSettings {
+    fn default() -> Self {
+        Self {
+            endpoint_url: None,
+            profile: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        }
+    }
+}
+
+/// Every call of every client times out: a silent connection never hangs a run.
+fn timeouts(call: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(call)
+        .operation_attempt_timeout(call)
+        .operation_timeout(call)
+        .build()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +102,7 @@ pub fn check_endpoint(url: &str) -> Result<(), SetupError> {
 #[derive(Clone, Debug)]
 pub struct SdkConnector {
     base: aws_types::SdkConfig,
+    caller_arn: String,
 }
 
 impl SdkConnector {
@@ -83,7 +114,8 @@ impl SdkConnector {
         }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(Partition::Aws.iam_region()))
-            .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS));
+            .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
+            .timeout_config(timeouts(settings.call_timeout));
         if let Some(url) = &settings.endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -104,13 +136,41 @@ impl SdkConnector {
         let provider = base.credentials_provider().ok_or_else(|| {
             SetupError("no AWS credentials are configured: set AWS_PROFILE (or pass --profile), run `aws sso login`, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into())
         })?;
-        provider.provide_credentials().await.map_err(|e| {
-            SetupError(format!(
-                "cannot load AWS credentials: {}; set AWS_PROFILE (or pass --profile), run `aws sso login` for an SSO profile, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-                chain(&e)
-            ))
-        })?;
-        Ok(Self { base })
+        let hint = "set AWS_PROFILE (or pass --profile), run `aws sso login` for an SSO profile, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
+        match tokio::time::timeout(settings.call_timeout, provider.provide_credentials()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(SetupError(format!(
+                    "cannot load AWS credentials: {}; {hint}",
+                    chain(&e)
+                )));
+            }
+            Err(_) => {
+                return Err(SetupError(format!(
+                    "loading AWS credentials took longer than {} s; {hint}",
+                    settings.call_timeout.as_secs_f64()
+                )));
+            }
+        }
+        // And check them once: expired or revoked credentials are said here, once, with
+        // nothing changed, instead of failing every account.
+        let caller_arn = aws_sdk_sts::Client::new(&base)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| {
+                let e = map_sdk_error(Op::GetCallerIdentity, e);
+                SetupError(format!("the AWS credentials do not work: {e}; {hint}"))
+            })?
+            .arn()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Self { base, caller_arn })
+    }
+
+    /// Who the base credentials are (`GetCallerIdentity`), shown with each run.
+    pub fn caller_arn(&self) -> &str {
+        &self.caller_arn
     }
 
     /// A reader of the organization, with the base credentials or through
@@ -326,6 +386,7 @@ impl Iam for SdkIam {
             .filter_map(|u| {
                 Some(UserDetail {
                     name: UserName::new(u.user_name()?),
+                    user_id: u.user_id().unwrap_or_default().to_owned(),
                     arn: u.arn().unwrap_or_default().to_owned(),
                     groups: u.group_list().to_vec(),
                     attached: attached(u.attached_managed_policies()),
@@ -417,6 +478,60 @@ impl Iam for SdkIam {
                 .collect(),
             next_marker: next(out.is_truncated(), out.marker()),
         })
+    }
+
+    async fn group_members(
+        &self,
+        group: &str,
+        marker: Option<String>,
+    ) -> Result<Page<GroupMember>, AwsError> {
+        let out = self
+            .client
+            .get_group()
+            .group_name(group)
+            .max_items(1000)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::GetGroup, e))?;
+        Ok(Page {
+            items: out
+                .users()
+                .iter()
+                .map(|u| GroupMember {
+                    name: UserName::new(u.user_name()),
+                    user_id: u.user_id().to_owned(),
+                })
+                .collect(),
+            next_marker: next(out.is_truncated(), out.marker()),
+        })
+    }
+
+    async fn policy(&self, policy: &PolicyArn) -> Result<PolicyInfo, AwsError> {
+        let out = self
+            .client
+            .get_policy()
+            .policy_arn(policy.as_str())
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::GetPolicy, e))?;
+        Ok(PolicyInfo {
+            is_attachable: out.policy().is_none_or(|p| p.is_attachable()),
+        })
+    }
+
+    async fn user_id(&self, user: &UserName) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .get_user()
+            .user_name(user.as_str())
+            .send()
+            .await
+            .map_err(|e| map_sdk_error(Op::GetUser, e))?;
+        Ok(out
+            .user()
+            .map(|u| u.user_id().to_owned())
+            .unwrap_or_default())
     }
 
     async fn detach_user_policy(
@@ -581,25 +696,32 @@ pub fn classify(code: &str, status: Option<u16>) -> ErrorKind {
         | "ThrottlingException"
         | "RequestLimitExceeded"
         | "TooManyRequestsException"
+        | "RequestThrottled"
         | "SlowDown" => ErrorKind::Throttled,
         "NoSuchEntity" | "NoSuchEntityException" => ErrorKind::NoSuchEntity,
-        "AccessDenied"
-        | "AccessDeniedException"
-        | "UnauthorizedOperation"
+        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
+            ErrorKind::AccessDenied
+        }
+        "ExpiredToken"
+        | "ExpiredTokenException"
         | "InvalidClientTokenId"
-        | "ExpiredToken"
-        | "SignatureDoesNotMatch" => ErrorKind::AccessDenied,
+        | "UnrecognizedClientException"
+        | "TokenRefreshRequired"
+        | "RequestExpired" => ErrorKind::Credentials,
+        "ConcurrentModification" | "ConcurrentModificationException" => ErrorKind::Conflict,
+        "LimitExceeded" | "LimitExceededException" => ErrorKind::LimitExceeded,
         "ServiceFailure" | "ServiceUnavailable" | "InternalFailure" | "RequestTimeout" => {
             ErrorKind::Transient
         }
-        "" => match status {
+        _ => match status {
             Some(429) => ErrorKind::Throttled,
+            // An unknown code with a 5xx: the server failed, and may have acted.
+            Some(s) if s >= 500 => ErrorKind::Transient,
+            _ if !code.is_empty() => ErrorKind::Other,
             Some(401 | 403) => ErrorKind::AccessDenied,
             Some(404) => ErrorKind::NoSuchEntity,
-            Some(s) if s >= 500 => ErrorKind::Transient,
             _ => ErrorKind::Other,
         },
-        _ => ErrorKind::Other,
     }
 }
 
@@ -721,6 +843,21 @@ mod tests {
         assert_eq!(classify("AccessDenied", Some(403)), ErrorKind::AccessDenied);
         assert_eq!(classify("", Some(403)), ErrorKind::AccessDenied);
         assert_eq!(classify("", Some(503)), ErrorKind::Transient);
-        assert_eq!(classify("LimitExceeded", Some(409)), ErrorKind::Other);
+        assert_eq!(
+            classify("LimitExceeded", Some(409)),
+            ErrorKind::LimitExceeded
+        );
+        assert_eq!(
+            classify("ConcurrentModification", Some(409)),
+            ErrorKind::Conflict
+        );
+        assert_eq!(classify("ExpiredToken", Some(400)), ErrorKind::Credentials);
+        assert_eq!(
+            classify("InvalidClientTokenId", Some(403)),
+            ErrorKind::Credentials
+        );
+        // Codes AWS may add tomorrow: a 5xx is the server's failure, whatever it is called.
+        assert_eq!(classify("SomethingNew", Some(502)), ErrorKind::Transient);
+        assert_eq!(classify("SomethingNew", Some(400)), ErrorKind::Other);
     }
 }

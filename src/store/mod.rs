@@ -13,11 +13,18 @@ mod stream;
 
 pub use rows::*;
 
+use crate::apply::Tally;
 use crate::aws::AwsError;
 use crate::calls::CallCounts;
 use crate::config::{AccountTarget, AccountsFile};
 use crate::findings::{AccountFindings, Finding, FindingKind};
 use crate::model::{AccountId, PolicyArn, UserName};
+
+/// A detach row that still needs attention: its intent has no outcome, its answer was lost, its
+/// post-check never ran, or a re-attach was begun or failed.
+const OPEN_DETACH: &str = "(x.status IN ('pending', 'unknown', 'reverting')
+      OR (x.status = 'detached' AND x.checked_at IS NULL)
+      OR (x.status = 'failed' AND x.reason = 'reattach_failed'))";
 
 /// `PRAGMA application_id` of an iamsweep database ("iams").
 const APPLICATION_ID: i32 = 0x6961_6d73;
@@ -26,6 +33,7 @@ const APPLICATION_ID: i32 = 0x6961_6d73;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_history_views.sql"),
+    include_str!("../../migrations/0003_truthful_journal.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -200,11 +208,24 @@ impl Store {
         targets: &[AccountTarget],
         options_json: &str,
     ) -> Result<i64, StoreError> {
+        self.create_run_as(kind, source_run_id, file, targets, options_json, None)
+    }
+
+    /// [`Store::create_run`], recording who the base credentials were (`caller_arn`).
+    pub fn create_run_as(
+        &mut self,
+        kind: RunKind,
+        source_run_id: Option<i64>,
+        file: &AccountsFile,
+        targets: &[AccountTarget],
+        options_json: &str,
+        caller_arn: Option<&str>,
+    ) -> Result<i64, StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO runs (kind, status, source_run_id, started_at, iamsweep_version,
-                               accounts_path, accounts_toml, options_json)
-             VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7)",
+                               accounts_path, accounts_toml, options_json, caller_arn)
+             VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 kind.as_str(),
                 source_run_id,
@@ -212,7 +233,8 @@ impl Store {
                 env!("CARGO_PKG_VERSION"),
                 file.path,
                 file.text,
-                options_json
+                options_json,
+                caller_arn
             ],
         )?;
         let run_id = tx.last_insert_rowid();
@@ -275,8 +297,8 @@ impl Store {
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO findings (run_id, account_id, user_name, user_arn, policy_arn,
-                                       policy_name, kind, covering_groups)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                       policy_name, kind, covering_groups, user_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for f in &scan.findings {
                 stmt.execute(params![
@@ -288,13 +310,14 @@ impl Store {
                     f.policy_name,
                     f.kind.as_str(),
                     serde_json::to_string(&f.covering_groups).expect("names serialize"),
+                    f.user_id,
                 ])?;
             }
         }
         tx.execute(
             "UPDATE run_accounts SET status = ?3, users_seen = ?4, groups_seen = ?5,
                     users_excluded = ?6, redundant_count = ?7, direct_only_count = ?8,
-                    error_code = NULL, error_message = NULL,
+                    error_code = NULL, error_message = NULL, scanned_at = ?10,
                     finished_at = CASE WHEN ?3 = 'completed' THEN ?9 ELSE finished_at END
              WHERE run_id = ?1 AND account_id = ?2",
             params![
@@ -306,7 +329,8 @@ impl Store {
                 scan.users_excluded,
                 scan.count(FindingKind::RedundantDirect),
                 scan.count(FindingKind::DirectOnly),
-                now()
+                now(),
+                scan.read_at,
             ],
         )?;
         write_calls(&tx, run_id, account, calls)?;
@@ -354,7 +378,7 @@ impl Store {
     ) -> Result<Vec<(i64, Finding)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT f.id, f.user_name, f.user_arn, f.policy_arn, f.policy_name, f.kind,
-                    f.covering_groups
+                    f.covering_groups, f.user_id
              FROM findings f
              LEFT JOIN actions x ON x.id = (SELECT max(y.id) FROM actions y
                                             WHERE y.finding_id = f.id AND y.run_id = ?2)
@@ -408,13 +432,27 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Commits, durably, that the post-check is about to re-attach a detached policy
+    /// (`reverting`): a crash before the outcome leaves a row that says so.
+    pub fn journal_reverting(&mut self, action_id: i64) -> Result<(), StoreError> {
+        self.durably(|s| {
+            s.conn.execute(
+                "UPDATE actions SET status = 'reverting', reason = ?2, finished_at = ?3
+                 WHERE id = ?1",
+                params![action_id, crate::apply::reason::GRANT_VANISHED, now()],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Completes a journaled action with its outcome. A rollback's successful attach also marks
     /// the detach it undoes, in the same transaction.
     pub fn journal_outcome(&mut self, action_id: i64, outcome: &Outcome) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE actions SET status = ?2, reason = ?3, request_id = ?4, error_code = ?5,
-                    error_message = ?6, revert_request_id = ?7, finished_at = ?8
+                    error_message = ?6, revert_request_id = ?7, finished_at = ?8,
+                    proof_age_ms = coalesce(?9, proof_age_ms)
              WHERE id = ?1",
             params![
                 action_id,
@@ -424,7 +462,8 @@ impl Store {
                 outcome.error.as_ref().map(|e| e.code.as_str()),
                 outcome.error.as_ref().map(|e| e.message.as_str()),
                 outcome.revert_request_id,
-                now()
+                now(),
+                outcome.proof_age_ms
             ],
         )?;
         link_rollback(&tx, action_id, outcome.status)?;
@@ -583,39 +622,103 @@ impl Store {
         Ok(())
     }
 
-    /// Journal rows of `run_id` in `account` that a dead process left unsettled.
+    /// Detach rows of `run_id` in `account` left unsettled (by a dead process, a lost answer,
+    /// or a run that ended before its post-checks): see [`OpenAction`].
     pub fn open_actions(
         &self,
         run_id: i64,
         account: &AccountId,
     ) -> Result<Vec<OpenAction>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT x.id, x.status, x.covering_group, x.request_id,
-                    f.user_name, f.user_arn, f.policy_arn, f.policy_name, f.kind, f.covering_groups
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT x.id, x.status, x.covering_group, x.request_id, x.intent_at, x.finished_at,
+                    f.user_name, f.user_arn, f.policy_arn, f.policy_name, f.kind, f.covering_groups,
+                    f.user_id, x.finding_id
              FROM actions x JOIN findings f ON f.id = x.finding_id
              WHERE x.run_id = ?1 AND x.account_id = ?2 AND x.operation = 'detach'
                AND x.id = (SELECT max(y.id) FROM actions y
                            WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)
-               AND (x.status = 'pending'
-                    OR (x.status = 'detached' AND x.checked_at IS NULL)
-                    OR (x.status = 'failed' AND x.reason = 'reattach_failed'))
-             ORDER BY f.user_name, f.policy_arn",
-        )?;
+               AND {OPEN_DETACH}
+             ORDER BY f.user_name, f.policy_arn"
+        ))?;
         let rows = stmt.query_map(params![run_id, account.as_str()], |r| {
             let status: String = r.get(1)?;
             Ok(OpenAction {
                 action_id: r.get(0)?,
+                finding_id: r.get(13)?,
                 status: match status.as_str() {
                     "pending" => ActionStatus::Pending,
+                    "unknown" => ActionStatus::Unknown,
                     "detached" => ActionStatus::Detached,
+                    "reverting" => ActionStatus::Reverting,
                     _ => ActionStatus::Failed,
                 },
                 covering_group: r.get(2)?,
                 request_id: r.get(3)?,
-                finding: finding_at(r, 4)?,
+                intent_at: r.get(4)?,
+                finished_at: r.get(5)?,
+                finding: finding_at(r, 6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Accounts of runs other than `except` whose journal has open rows (see
+    /// [`OpenAction`], and rollback attaches without outcome), oldest run first.
+    pub fn unsettled(&self, except: Option<i64>) -> Result<Vec<Unsettled>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT a.run_id, r.kind, a.target_json, count(*)
+             FROM actions x
+             JOIN runs r ON r.id = x.run_id
+             JOIN run_accounts a ON a.run_id = x.run_id AND a.account_id = x.account_id
+             WHERE (?1 IS NULL OR x.run_id <> ?1)
+               AND ((x.operation = 'attach' AND x.status = 'pending')
+                    OR (x.operation = 'detach' AND {OPEN_DETACH}
+                        AND x.id = (SELECT max(y.id) FROM actions y
+                                    WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)))
+             GROUP BY a.run_id, a.account_id
+             ORDER BY a.run_id, a.position"
+        ))?;
+        let rows = stmt.query_map(params![except], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (run_id, kind, json, open) = row?;
+            out.push(Unsettled {
+                run_id,
+                kind: if kind == "rollback" {
+                    RunKind::Rollback
+                } else {
+                    RunKind::Apply
+                },
+                target: parse_target(run_id, &json)?,
+                open,
+            });
+        }
+        Ok(out)
+    }
+
+    /// When the scan of run `run_id` read `account` (`None` if it never did).
+    pub fn scanned_at(
+        &self,
+        run_id: i64,
+        account: &AccountId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT coalesce(scanned_at, finished_at, started_at) FROM run_accounts
+                 WHERE run_id = ?1 AND account_id = ?2",
+                params![run_id, account.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     /// Records that the post-check confirmed these detaches.
@@ -630,6 +733,35 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// What the journal says of an account's findings in a run: each finding counted once, by
+    /// its latest action.
+    pub fn account_tally(&self, run_id: i64, account: &AccountId) -> Result<Tally, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT status, count(*) FROM (
+                 SELECT status, row_number() OVER (
+                     PARTITION BY coalesce(finding_id, -id) ORDER BY id DESC) AS latest
+                 FROM actions WHERE run_id = ?1 AND account_id = ?2)
+             WHERE latest = 1 GROUP BY status",
+        )?;
+        let rows = stmt.query_map(params![run_id, account.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+        })?;
+        let mut t = Tally::default();
+        for row in rows {
+            let (status, n) = row?;
+            match status.as_str() {
+                "detached" | "attached" => t.detached += n,
+                "already_detached" | "already_attached" => t.already_detached += n,
+                "skipped" => t.skipped += n,
+                "failed" => t.failed += n,
+                "reverted" => t.reverted += n,
+                "pending" | "unknown" | "reverting" => t.unsettled += n,
+                _ => {}
+            }
+        }
+        Ok(t)
     }
 
     /// Detaches an account has made in a run (for the circuit breaker across resumes).
@@ -652,9 +784,10 @@ impl Store {
     ) -> Result<Vec<RollbackItem>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT x.account_id, a.account_name, x.user_name, x.policy_arn, x.id, x.run_id,
-                    x.finding_id, x.finished_at, x.request_id, a.role_arn
+                    x.finding_id, x.finished_at, x.request_id, a.role_arn, f.user_id
              FROM actions x
              JOIN run_accounts a ON a.run_id = x.run_id AND a.account_id = x.account_id
+             LEFT JOIN findings f ON f.id = x.finding_id
              WHERE x.run_id = ?1 AND x.operation = 'detach' AND x.status = 'detached'
                AND x.rolled_back_by IS NULL AND (?2 IS NULL OR x.account_id = ?2)
              ORDER BY a.position, x.user_name, x.policy_arn",
@@ -673,6 +806,7 @@ impl Store {
                 detached_at: r.get(7)?,
                 request_id: r.get(8)?,
                 role_arn: r.get(9)?,
+                user_id: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -724,7 +858,7 @@ impl Store {
              JOIN runs r ON r.id = x.run_id
              JOIN run_accounts a ON a.run_id = x.run_id AND a.account_id = x.account_id
              WHERE (?1 IS NULL OR x.account_id = ?1)
-               AND (?2 IS NULL OR x.user_name = ?2)
+               AND (?2 IS NULL OR x.user_name = ?2 COLLATE NOCASE)
                AND (?3 IS NULL OR x.policy_arn = ?3)
                AND (?4 IS NULL OR x.intent_at >= ?4)
              ORDER BY x.id",
@@ -776,6 +910,19 @@ impl Store {
             .ok_or_else(|| {
                 StoreError::NotFound(format!("no run {run_id} in {}", self.path.display()))
             })
+    }
+
+    /// Who the base credentials were when run `run_id` started.
+    pub fn run_caller(&self, run_id: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT caller_arn FROM runs WHERE id = ?1",
+                params![run_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     pub fn runs(&self) -> Result<Vec<RunRow>, StoreError> {
@@ -930,13 +1077,14 @@ fn parse_target(run_id: i64, json: &str) -> Result<AccountTarget, StoreError> {
     })
 }
 
-/// A finding from six consecutive columns, starting at `at`: user_name, user_arn, policy_arn,
-/// policy_name, kind, covering_groups.
+/// A finding from seven consecutive columns, starting at `at`: user_name, user_arn,
+/// policy_arn, policy_name, kind, covering_groups, user_id.
 fn finding_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Finding> {
     let kind: String = r.get(at + 4)?;
     let groups: String = r.get(at + 5)?;
     Ok(Finding {
         user_name: UserName::new(r.get::<_, String>(at)?),
+        user_id: r.get(at + 6)?,
         user_arn: r.get(at + 1)?,
         policy_arn: PolicyArn::new(r.get::<_, String>(at + 2)?),
         policy_name: r.get(at + 3)?,
@@ -1048,7 +1196,7 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(
-            err.contains("newer iamsweep (schema version 99; this one knows up to 2)"),
+            err.contains("newer iamsweep (schema version 99; this one knows up to 3)"),
             "{err}"
         );
     }

@@ -43,10 +43,12 @@ vocabulary!(AccountStatus {
 });
 vocabulary!(ActionStatus {
     Pending = "pending",
+    Unknown = "unknown",
     Detached = "detached",
     AlreadyDetached = "already_detached",
     Skipped = "skipped",
     Failed = "failed",
+    Reverting = "reverting",
     Reverted = "reverted",
     Attached = "attached",
     AlreadyAttached = "already_attached",
@@ -76,6 +78,8 @@ pub struct Outcome {
     pub request_id: Option<String>,
     pub error: Option<AwsError>,
     pub revert_request_id: Option<String>,
+    /// For a detach: how old the live proof of the covering grant was when it was sent.
+    pub proof_age_ms: Option<u64>,
 }
 
 impl Outcome {
@@ -86,6 +90,7 @@ impl Outcome {
             request_id: None,
             error: None,
             revert_request_id: None,
+            proof_age_ms: None,
         }
     }
 
@@ -254,15 +259,28 @@ pub struct ResumeAccount {
     pub open_actions: bool,
 }
 
-/// A journal row a dead process left unsettled: an intent without outcome, a detach whose
-/// post-check never ran, or a re-attach that failed.
+/// A journal row left unsettled: an intent without outcome (`pending`), a write whose answer
+/// was lost (`unknown`), a detach whose post-check never ran, a re-attach begun (`reverting`)
+/// or failed.
 #[derive(Clone, Debug)]
 pub struct OpenAction {
     pub action_id: i64,
+    pub finding_id: i64,
     pub status: ActionStatus,
     pub finding: crate::findings::Finding,
     pub covering_group: Option<String>,
     pub request_id: Option<String>,
+    pub intent_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// An account of an earlier run whose journal still has open rows.
+#[derive(Clone, Debug)]
+pub struct Unsettled {
+    pub run_id: i64,
+    pub kind: RunKind,
+    pub target: crate::config::AccountTarget,
+    pub open: u64,
 }
 
 /// One successful detach that a rollback would undo.
@@ -281,6 +299,10 @@ pub struct RollbackItem {
     pub request_id: Option<String>,
     /// The role the run used in the account (`None`: the base credentials).
     pub role_arn: Option<String>,
+    /// The user's unique id when the scan saw it: a rollback never attaches to another
+    /// principal of the same name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 /// One action as `history` shows it.

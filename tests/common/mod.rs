@@ -2,6 +2,8 @@
 //! through the real SDK, and the real binary run against them.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -37,10 +39,15 @@ pub async fn organizations_for(account: &str) -> aws_sdk_organizations::Client {
 
 /// An IAM client acting inside `account` (moto scopes state by the assumed role's account).
 pub async fn iam_for(account: &str) -> aws_sdk_iam::Client {
+    iam_at(account, &moto_url()).await
+}
+
+/// An IAM client acting inside `account`, sending to `url` (moto, or a proxy in front of it).
+pub async fn iam_at(account: &str, url: &str) -> aws_sdk_iam::Client {
     let conf = aws_sdk_iam::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .endpoint_url(moto_url())
+        .endpoint_url(url)
         .credentials_provider(assumed(account).await)
         .build();
     aws_sdk_iam::Client::from_conf(conf)
@@ -84,6 +91,15 @@ impl Seeder {
         Self {
             account: account.to_owned(),
             iam: iam_for(account).await,
+        }
+    }
+
+    /// A colleague's changes, sent through `url` (a proxy that may delay them, as IAM's
+    /// eventual consistency does).
+    pub async fn via(account: &str, url: &str) -> Self {
+        Self {
+            account: account.to_owned(),
+            iam: iam_at(account, url).await,
         }
     }
 
@@ -235,6 +251,45 @@ impl Workdir {
         run_iamsweep(&self.db(), &self.accounts(), args)
     }
 
+    /// Runs the binary with its AWS requests sent to `endpoint` (a proxy in front of moto);
+    /// kills it and fails if it has not ended after `limit`: a run that hangs is a bug.
+    /// Returns its output and how long it took.
+    pub fn iamsweep_via(
+        &self,
+        endpoint: &str,
+        args: &[&str],
+        limit: std::time::Duration,
+    ) -> (Output, std::time::Duration) {
+        let mut cmd = iamsweep_command(&self.db(), &self.accounts(), args);
+        cmd.env("AWS_ENDPOINT_URL", endpoint)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let started = std::time::Instant::now();
+        let mut child = cmd.spawn().expect("spawn iamsweep");
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                let out = child.wait_with_output().expect("output");
+                return (out, started.elapsed());
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "iamsweep {args:?} still running after {limit:?}: hung\n--- stdout\n{}\n--- stderr\n{}",
+                    stdout(&out),
+                    stderr(&out)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Rows of a query as strings joined by `|`.
+    pub fn rows(&self, query: &str) -> Vec<String> {
+        rows_of(&self.db(), query)
+    }
+
     pub fn sql<T: rusqlite::types::FromSql>(&self, query: &str) -> T {
         let conn = rusqlite::Connection::open(self.db()).expect("open db");
         conn.query_row(query, [], |r| r.get(0)).expect(query)
@@ -296,6 +351,17 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// Runs a future on a fresh runtime whose clock is paused: sleeps end as soon as nothing else
+/// can run, so settle windows and read lags of the fake pass at once, in order.
+pub fn block_on_paused<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
 // --- the in-memory fake ---------------------------------------------------------------------
 
 use std::sync::Arc;
@@ -308,6 +374,14 @@ use iamsweep::run::{Engine, RunOptions};
 use iamsweep::store::Store;
 use iamsweep::store::actor::StoreHandle;
 
+/// The default options, with no settle window: the fake is strongly consistent unless a test
+/// gives it a read lag (and then a window to match).
+pub fn options() -> RunOptions {
+    let mut options = RunOptions::default();
+    options.apply.settle = std::time::Duration::ZERO;
+    options
+}
+
 /// An engine over a fake organization and a real SQLite file in a temp folder.
 pub struct FakeRig {
     pub org: FakeOrg,
@@ -319,7 +393,7 @@ pub struct FakeRig {
 
 impl FakeRig {
     pub fn new(accounts_toml: &str) -> Self {
-        Self::with_options(accounts_toml, RunOptions::default())
+        Self::with_options(accounts_toml, options())
     }
 
     pub fn with_options(accounts_toml: &str, mut options: RunOptions) -> Self {
@@ -327,21 +401,26 @@ impl FakeRig {
         let store = StoreHandle::spawn(Store::open(&dir.path().join("audit.db")).expect("open"));
         let org = FakeOrg::new();
         let recorder = Arc::new(Recorder::default());
-        // Fast backoff: the tests check behaviour, not timing.
+        // Fast backoff: the tests check behaviour, not timing. The fake is strongly
+        // consistent unless a test gives it a read lag (and a settle window to match), and its
+        // calls end at once.
         options.calls = CallPolicy {
             retry: RetryPolicy {
                 base_delay: std::time::Duration::from_millis(1),
                 max_delay: std::time::Duration::from_millis(5),
                 ..options.calls.retry
             },
+            call_timeout: std::time::Duration::ZERO,
             ..options.calls
         };
+
         let engine = Engine {
             connector: org.clone(),
             store,
             reporter: recorder.clone(),
             options,
             cancel: iamsweep::cancel::Cancel::new(),
+            caller: None,
         };
         let file = iamsweep::config::parse("accounts.toml", accounts_toml).expect("accounts");
         Self {
@@ -365,25 +444,30 @@ impl FakeRig {
 
     /// Rows of a query as strings joined by `|`.
     pub fn rows(&self, query: &str) -> Vec<String> {
-        let conn = rusqlite::Connection::open(self.db()).expect("open db");
-        let mut stmt = conn.prepare(query).expect(query);
-        let n = stmt.column_count();
-        stmt.query_map([], |r| {
-            Ok((0..n)
-                .map(|i| match r.get_ref(i).unwrap() {
-                    rusqlite::types::ValueRef::Null => "NULL".to_owned(),
-                    rusqlite::types::ValueRef::Integer(v) => v.to_string(),
-                    rusqlite::types::ValueRef::Real(v) => v.to_string(),
-                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                    rusqlite::types::ValueRef::Blob(_) => "<blob>".to_owned(),
-                })
-                .collect::<Vec<_>>()
-                .join("|"))
-        })
-        .expect(query)
-        .map(Result::unwrap)
-        .collect()
+        rows_of(&self.db(), query)
     }
+}
+
+/// Rows of a query on the database at `db`, as strings joined by `|`.
+pub fn rows_of(db: &Path, query: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).expect("open db");
+    let mut stmt = conn.prepare(query).expect(query);
+    let n = stmt.column_count();
+    stmt.query_map([], |r| {
+        Ok((0..n)
+            .map(|i| match r.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => "NULL".to_owned(),
+                rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                rusqlite::types::ValueRef::Blob(_) => "<blob>".to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("|"))
+    })
+    .expect(query)
+    .map(Result::unwrap)
+    .collect()
 }
 
 /// accounts.toml text for these ids.

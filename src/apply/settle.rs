@@ -1,0 +1,348 @@
+//! What happens once IAM's settle window has passed after a write: the post-check of a detach
+//! (re-read the covering grant; if it vanished, re-attach at once, journaled like any write and
+//! retried until it succeeds or fails for good) and the settling of a detach whose answer was
+//! lost (gone: it was ours, post-check it; still there after the window: it did not happen).
+//! Due items wait in a queue; one loop per account takes every item due at once, so the groups
+//! they rely on are read once per pass, and the wait overlaps the detaches still being made.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::account::Pass;
+use super::proof::Coverage;
+use super::reason;
+use crate::aws::{AwsError, ErrorKind, Iam};
+use crate::findings::Finding;
+use crate::store::{ActionStatus, Outcome, StoreError};
+
+/// How many times a re-attach that keeps failing on the network is tried again in a run.
+const REATTACH_TRIES: u32 = 5;
+
+/// What to do with a journaled action once it is due.
+#[derive(Clone, Debug)]
+pub(super) enum DueKind {
+    /// Confirm a group still grants the detached policy. `status` is the row's status now
+    /// (`detached`, or `failed` after a re-attach that failed).
+    PostCheck { status: ActionStatus },
+    /// A detach whose outcome is unknown: read whether the attachment is gone. `reason`
+    /// is recorded when it is (`confirmed_by_read`, or `reconciled` after a crash); `tries`:
+    /// the attempts made at this finding so far.
+    Ambiguous { reason: &'static str, tries: u32 },
+    /// Attach the policy back (a re-attach begun, or failed on the network).
+    Reattach { tries: u32 },
+}
+
+/// One action waiting for its time.
+#[derive(Clone, Debug)]
+pub(super) struct Due {
+    pub at: Instant,
+    pub action_id: i64,
+    pub finding_id: i64,
+    pub finding: Finding,
+    pub group: Option<String>,
+    pub request_id: Option<String>,
+    pub kind: DueKind,
+}
+
+/// Due items of one account, and the signal that no more will come.
+#[derive(Default)]
+pub(super) struct Queue {
+    items: Mutex<Vec<Due>>,
+    wake: Notify,
+    closed: AtomicBool,
+    /// Items due within this of the first one wait for each other: one pass, one read per
+    /// group, for detaches made close together.
+    grace: Duration,
+}
+
+impl Queue {
+    pub(super) fn new(settle: Duration) -> Self {
+        Self {
+            grace: (settle / 4).min(Duration::from_secs(2)),
+            ..Self::default()
+        }
+    }
+
+    pub(super) fn push(&self, item: Due) {
+        self.items.lock().expect("due queue").push(item);
+        self.wake.notify_one();
+    }
+
+    /// No more items will be pushed (from outside the loop).
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// The items due next (the first one and those due within the grace after it), once
+    /// every one of them is due; `None` once closed and empty.
+    async fn next_batch(&self) -> Option<Vec<Due>> {
+        loop {
+            let next = {
+                let mut items = self.items.lock().expect("due queue");
+                let now = Instant::now();
+                let first = items.iter().map(|d| d.at).min();
+                if let Some(first) = first.filter(|at| *at <= now) {
+                    let (due, later): (Vec<Due>, Vec<Due>) = items
+                        .drain(..)
+                        .partition(|d| d.at <= (first + self.grace).max(now));
+                    *items = later;
+                    drop(items);
+                    if let Some(last) = due.iter().map(|d| d.at).max() {
+                        tokio::time::sleep_until(last).await;
+                    }
+                    return Some(due);
+                }
+                if items.is_empty() && self.closed.load(Ordering::SeqCst) {
+                    return None;
+                }
+                items.iter().map(|d| d.at).min()
+            };
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = self.wake.notified() => {}
+                    }
+                }
+                None => self.wake.notified().await,
+            }
+        }
+    }
+}
+
+impl<I: Iam> Pass<'_, '_, I> {
+    /// Works the queue until it is closed and empty.
+    pub(super) async fn settle_loop(&self) -> Result<(), StoreError> {
+        while let Some(batch) = self.due.next_batch().await {
+            // A read sent after an item's due time is late enough for it: one read of a group
+            // serves every item of the batch.
+            let since = batch
+                .iter()
+                .map(|d| d.at)
+                .max()
+                .unwrap_or_else(Instant::now);
+            let mut checks = Vec::new();
+            for item in batch {
+                match item.kind {
+                    DueKind::Ambiguous { reason, tries } => {
+                        if let Some(check) =
+                            self.settle_ambiguous(item.clone(), reason, tries).await?
+                        {
+                            checks.push(check);
+                        }
+                    }
+                    DueKind::PostCheck { .. } => checks.push(item),
+                    DueKind::Reattach { tries } => self.reattach(item, tries).await?,
+                }
+            }
+            let mut confirmed = Vec::new();
+            for item in checks {
+                if let Some(id) = self.post_check(item, since).await? {
+                    confirmed.push(id);
+                }
+            }
+            if !confirmed.is_empty() {
+                self.app
+                    .store
+                    .call(move |s| s.mark_checked(&confirmed))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A detach whose outcome is unknown, read once the window has passed: gone means it was
+    /// ours (a post-check follows, now); still there means it never happened (tried again in
+    /// a live run); unreadable leaves it `unknown` for the next run.
+    async fn settle_ambiguous(
+        &self,
+        item: Due,
+        why: &'static str,
+        tries: u32,
+    ) -> Result<Option<Due>, StoreError> {
+        let f = &item.finding;
+        let outcome = match self.app.iam.attached_user_policies(&f.user_name).await {
+            Ok(list) if !list.contains(&f.policy_arn) => Outcome {
+                request_id: item.request_id.clone(),
+                ..Outcome::because(ActionStatus::Detached, why)
+            },
+            Ok(_) => Outcome::because(ActionStatus::Interrupted, reason::NOT_EXECUTED),
+            Err(e) if e.kind == ErrorKind::NoSuchEntity => {
+                Outcome::because(ActionStatus::Skipped, reason::USER_GONE)
+            }
+            Err(e) => {
+                if e.kind == ErrorKind::Credentials {
+                    self.halt(e.clone());
+                }
+                self.record(
+                    item.action_id,
+                    Outcome {
+                        error: Some(e),
+                        ..Outcome::because(ActionStatus::Unknown, reason::AMBIGUOUS)
+                    },
+                )
+                .await?;
+                return Ok(None);
+            }
+        };
+        let status = outcome.status;
+        self.record(item.action_id, outcome).await?;
+        match status {
+            ActionStatus::Detached => Ok(Some(Due {
+                kind: DueKind::PostCheck {
+                    status: ActionStatus::Detached,
+                },
+                ..item
+            })),
+            ActionStatus::Interrupted if self.retry_not_executed && !self.halted() => {
+                self.budget.give_back();
+                self.attempt(item.finding_id, item.finding, tries + 1)
+                    .await?;
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Re-reads the covering grant once the window has passed since the detach (reads made at
+    /// or after `since`). Returns the action id when it is confirmed; otherwise re-attaches.
+    async fn post_check(&self, item: Due, since: Instant) -> Result<Option<i64>, StoreError> {
+        let DueKind::PostCheck { status } = item.kind else {
+            return Ok(None);
+        };
+        let covered = self.proofs.coverage(&item.finding, Some(since)).await;
+        match covered {
+            Ok(Coverage::Covered { .. }) => {
+                if status != ActionStatus::Detached {
+                    // A re-attach failed earlier; a group grants it again: the detach holds.
+                    self.record(
+                        item.action_id,
+                        Outcome {
+                            request_id: item.request_id.clone(),
+                            ..Outcome::because(ActionStatus::Detached, reason::RECONCILED)
+                        },
+                    )
+                    .await?;
+                }
+                Ok(Some(item.action_id))
+            }
+            // The user the policy was detached from no longer exists: nothing to protect, and
+            // a new user of that name must not be given it.
+            Ok(Coverage::UserGone | Coverage::Recreated) => Ok(Some(item.action_id)),
+            Err(e) if e.kind == ErrorKind::Credentials => {
+                // Nothing can be read or written now; the next run settles it.
+                self.halt(e);
+                Ok(None)
+            }
+            // Not provably covered (the grant vanished, or it cannot be read): put the direct
+            // attachment back; holding it both ways is where the user started.
+            Ok(Coverage::NotCovered) | Err(_) => {
+                self.reattach(item, 0).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Attaches the policy back to the user: `reverting` committed first, then the call
+    /// (idempotent, so retried), then the outcome. Network failures are tried again later in
+    /// the run; a refusal (quota, permission) is final and said at once.
+    async fn reattach(&self, item: Due, tries: u32) -> Result<(), StoreError> {
+        let f = &item.finding;
+        let action_id = item.action_id;
+        self.app
+            .store
+            .call(move |s| s.journal_reverting(action_id))
+            .await?;
+        let group = item.group.as_deref().unwrap_or("?");
+        let outcome = match self
+            .app
+            .iam
+            .attach_user_policy(&f.user_name, &f.policy_arn)
+            .await
+        {
+            Ok(receipt) => {
+                self.warn(format!(
+                    "{}: the grant of {} through group {group} vanished after the detach; re-attached it to the user",
+                    f.user_name, f.policy_arn
+                ));
+                Outcome {
+                    request_id: item.request_id.clone(),
+                    revert_request_id: receipt.request_id,
+                    ..Outcome::because(ActionStatus::Reverted, reason::GRANT_VANISHED)
+                }
+            }
+            Err(e) if e.kind == ErrorKind::NoSuchEntity => {
+                // The user was deleted meanwhile: no one is left to lose the permission.
+                let id = item.action_id;
+                self.record(
+                    id,
+                    Outcome {
+                        request_id: item.request_id.clone(),
+                        ..Outcome::because(ActionStatus::Detached, reason::USER_GONE)
+                    },
+                )
+                .await?;
+                return self.app.store.call(move |s| s.mark_checked(&[id])).await;
+            }
+            Err(e) => {
+                let again = matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled)
+                    && tries + 1 < REATTACH_TRIES
+                    && !self.halted_for_good();
+                if e.kind == ErrorKind::Credentials {
+                    self.halt(e.clone());
+                }
+                if again {
+                    self.due.push(Due {
+                        at: Instant::now() + backoff(tries),
+                        kind: DueKind::Reattach { tries: tries + 1 },
+                        ..item.clone()
+                    });
+                } else {
+                    self.warn(reattach_failed_message(f, group, &e));
+                }
+                Outcome {
+                    request_id: item.request_id.clone(),
+                    error: Some(explain_attach_error(e)),
+                    ..Outcome::because(ActionStatus::Failed, reason::REATTACH_FAILED)
+                }
+            }
+        };
+        let reverted = outcome.status == ActionStatus::Reverted;
+        self.record(action_id, outcome).await?;
+        if reverted {
+            self.app
+                .store
+                .call(move |s| s.mark_checked(&[action_id]))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Backoff between in-run re-attach tries: 2, 4, 8, 16 s.
+fn backoff(tries: u32) -> Duration {
+    Duration::from_secs(2u64 << tries.min(4))
+}
+
+/// A re-attach error with what a user can do about it (a quota names the quota).
+pub(crate) fn explain_attach_error(mut e: AwsError) -> AwsError {
+    if e.kind == ErrorKind::LimitExceeded {
+        e.message = format!(
+            "{}; the user has as many managed policies attached as IAM allows (quota \"Managed policies per user\": 10 by default, up to 20 on request)",
+            e.message
+        );
+    }
+    e
+}
+
+fn reattach_failed_message(f: &Finding, group: &str, e: &AwsError) -> String {
+    format!(
+        "{}: {} may no longer be granted (group {group} changed) and re-attaching it failed: {e}; `iamsweep resume` retries, or attach it by hand: aws iam attach-user-policy --user-name {} --policy-arn {}",
+        f.user_name, f.policy_arn, f.user_name, f.policy_arn
+    )
+}
