@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use iamsweep::apply::ApplyOptions;
 use iamsweep::aws::fake::{FakeOrg, Synthetic};
 use iamsweep::calls::{CallPolicy, RetryPolicy};
 use iamsweep::cancel::Cancel;
@@ -131,8 +132,14 @@ fn throttle(args: &[String]) {
         calls: CallPolicy {
             retry: RetryPolicy::default(),
             rate: (pace > 0).then_some(pace as f64),
+            ..CallPolicy::default()
         },
-        ..RunOptions::default()
+        // This scenario measures pacing against throttling; the fake is strongly consistent,
+        // so the settle window would only add its fixed wait.
+        apply: ApplyOptions {
+            settle: Duration::ZERO,
+            ..ApplyOptions::default()
+        },
     };
     let e = engine(&org, &db, options);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -225,6 +232,7 @@ fn sqlite(args: &[String]) {
             groups_seen: 100,
             users_excluded: 0,
             findings,
+            read_at: None,
         }
     };
     let calls = iamsweep::calls::CallCounts::default();

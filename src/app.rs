@@ -466,11 +466,6 @@ async fn resume(
             "run {id} completed; there is nothing to resume"
         )));
     }
-    if run.kind == "rollback" {
-        return Err(AppError::Usage(format!(
-            "run {id} is a rollback; resume takes a scan or apply run"
-        )));
-    }
     let options: RunOptions = serde_json::from_str(&options_json).map_err(|e| {
         AppError::Usage(format!(
             "run {id} holds options this iamsweep cannot read: {e}"
@@ -484,7 +479,12 @@ async fn resume(
     }
     let engine = engine(cli, &work, options, cancel).await?;
     let result = engine.resume(id).await?;
-    finish(cli, &work.store, &result, out, "apply").await
+    let next = match run.kind.as_str() {
+        "scan" => "report",
+        "rollback" => "history",
+        _ => "apply",
+    };
+    finish(cli, &work.store, &result, out, next).await
 }
 
 async fn print_summary(

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use futures::StreamExt;
 
@@ -19,6 +20,9 @@ use crate::events::{Event, Phase, Reporter};
 use crate::model::{PolicyArn, UserName};
 use crate::store::actor::StoreHandle;
 use crate::store::{ActionStatus, Intent, Operation, Outcome, RollbackItem, StoreError};
+
+/// Further rounds of attach attempts after one call's own retries failed on the network.
+const ATTACH_ROUNDS: u32 = 2;
 
 /// One account's rollback within rollback run `run_id` of run `source`.
 pub struct AccountRollback<'a, I> {
@@ -193,14 +197,25 @@ impl<I: Iam> AccountRollback<'_, I> {
         Ok(tally)
     }
 
-    /// One attach and what the journal says of it.
+    /// One attach and what the journal says of it. Attaching is idempotent: through a flaky
+    /// network it is tried again, a few rounds apart, before it is called failed.
     async fn attach(
         &self,
         user: &UserName,
         policy: &PolicyArn,
         stop: &Mutex<Option<AwsError>>,
     ) -> Outcome {
-        match self.iam.attach_user_policy(user, policy).await {
+        let mut result = self.iam.attach_user_policy(user, policy).await;
+        for round in 1..=ATTACH_ROUNDS {
+            match &result {
+                Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled) => {
+                    tokio::time::sleep(Duration::from_secs(round as u64)).await;
+                    result = self.iam.attach_user_policy(user, policy).await;
+                }
+                _ => break,
+            }
+        }
+        match result {
             Ok(receipt) => Outcome {
                 request_id: receipt.request_id,
                 ..Outcome::new(ActionStatus::Attached)

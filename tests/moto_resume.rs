@@ -72,10 +72,21 @@ fn assert_done_exactly_once(w: &Workdir, accounts: &[String]) {
 /// Starts `apply --yes` paced at `rate` calls/s per account, and returns once `detached`
 /// detaches are journaled (0: once the run exists).
 fn apply_until(w: &Workdir, rate: &str, detached: i64) -> std::process::Child {
+    // A short settle window and call timeout: the crash tests are about the journal, and
+    // `resume` reuses the options the run started with.
     let mut child = spawn_iamsweep(
         &w.db(),
         &w.accounts(),
-        &["--max-rate", rate, "apply", "--yes"],
+        &[
+            "--max-rate",
+            rate,
+            "--settle",
+            "1s",
+            "--call-timeout",
+            "5s",
+            "apply",
+            "--yes",
+        ],
     );
     if detached == 0 {
         wait_until(&w.db(), "SELECT count(*) FROM runs", |n| n >= 1, &mut child);
@@ -191,6 +202,17 @@ fn a_second_process_is_refused_naming_the_run_and_readers_still_work() {
         err.contains("in use by another iamsweep (run 1, pid "),
         "{err}"
     );
+    // The lock belongs to the database file, not to a path: through a symlink, nobody gets in
+    // either (src/lock.rs also tests a deleted note and a `..` path).
+    let link = w.dir.path().join("link.db");
+    std::os::unix::fs::symlink(w.db(), &link).unwrap();
+    let third = run_iamsweep(&link, &w.accounts(), &["apply", "--yes"]);
+    assert_exit(&third, 2);
+    assert!(
+        stderr(&third).contains("is in use by another iamsweep"),
+        "{}",
+        stderr(&third)
+    );
     // Read-only commands work while the run writes (WAL).
     let runs = w.iamsweep(&["runs", "--format", "json"]);
     assert_exit(&runs, 0);
@@ -210,4 +232,114 @@ fn a_second_process_is_refused_naming_the_run_and_readers_still_work() {
     assert!(err.contains("took over the lock left by run 1"), "{err}");
     assert!(err.contains("run 1 marked interrupted"), "{err}");
     assert_done_exactly_once(&w, &accounts);
+}
+
+/// Every redundant attachment detached exactly once across all runs, each detach in exactly one
+/// run's rollback list, and no journal row left open in any run.
+fn assert_each_detach_once_across_runs(w: &Workdir, accounts: &[String]) {
+    block_on(async {
+        for a in accounts {
+            let s = Seeder::new(a).await;
+            for i in 0..USERS {
+                let u = format!("user{i:04}");
+                assert_eq!(
+                    s.user_policies(&u).await,
+                    BTreeSet::from([format!("arn:aws:iam::{a}:policy/Own")]),
+                    "{a} {u}"
+                );
+            }
+        }
+    });
+    let redundant = (accounts.len() * USERS * 2) as i64;
+    assert_eq!(
+        w.sql::<i64>(
+            "SELECT count(*) FROM actions WHERE status IN ('pending', 'unknown', 'reverting', 'failed')"
+        ),
+        0,
+        "no row left open in any run"
+    );
+    assert_eq!(
+        w.sql::<i64>(
+            "SELECT count(*) FROM actions WHERE status = 'detached' AND checked_at IS NULL"
+        ),
+        0
+    );
+    let runs: Vec<String> = w.rows("SELECT id FROM runs WHERE kind = 'apply' ORDER BY id");
+    let mut listed = Vec::new();
+    for run in &runs {
+        let out = w.iamsweep(&["rollback", run, "--format", "csv"]);
+        assert_exit(&out, 0);
+        listed.extend(stdout(&out).lines().skip(1).map(str::to_owned));
+    }
+    let total = listed.len();
+    listed.sort();
+    listed.dedup();
+    assert_eq!(listed.len(), total, "a detach in two rollback lists");
+    assert_eq!(total as i64, redundant, "every detach in one rollback list");
+}
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn two_kills_each_followed_by_a_new_apply_leave_no_row_unsettled() {
+    let (w, accounts) = scenario(100000000161);
+    for detached in [100, 250] {
+        let mut child = apply_until(&w, "150", detached);
+        signal(&child, "-KILL");
+        let _ = child.wait();
+    }
+    let pending: i64 = w.sql("SELECT count(*) FROM actions WHERE status = 'pending'");
+    // What most operators do: a new apply, not `resume`.
+    let out = w.iamsweep(&["--settle", "1s", "--call-timeout", "5s", "apply", "--yes"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(err.contains("note: settled"), "{err}");
+    assert_each_detach_once_across_runs(&w, &accounts);
+    eprintln!("two kills: {pending} intents without outcome settled by the third apply");
+}
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn a_killed_rollback_is_continued_by_plain_resume() {
+    let (w, accounts) = scenario(100000000171);
+    let out = w.iamsweep(&["--settle", "1s", "apply", "--yes"]);
+    assert_exit(&out, 0);
+    let mut child = spawn_iamsweep(
+        &w.db(),
+        &w.accounts(),
+        &["--max-rate", "50", "rollback", "1", "--apply", "--yes"],
+    );
+    wait_until(
+        &w.db(),
+        "SELECT count(*) FROM actions WHERE operation = 'attach' AND status = 'attached'",
+        |n| n >= 60,
+        &mut child,
+    );
+    signal(&child, "-KILL");
+    let _ = child.wait();
+    let out = w.iamsweep(&["resume"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("(rollback) completed"),
+        "{}",
+        stdout(&out)
+    );
+    // The seeded state, exactly: every user holds its three policies directly again.
+    block_on(async {
+        for a in &accounts {
+            let s = Seeder::new(a).await;
+            let arn = |name: &str| format!("arn:aws:iam::{a}:policy/{name}");
+            for i in 0..USERS {
+                assert_eq!(
+                    s.user_policies(&format!("user{i:04}")).await,
+                    BTreeSet::from([arn("Grant1"), arn("Grant2"), arn("Own")])
+                );
+            }
+        }
+    });
+    assert_eq!(
+        w.sql::<i64>("SELECT count(*) FROM actions WHERE status = 'pending'"),
+        0
+    );
+    let left = w.iamsweep(&["rollback", "1", "--format", "json"]);
+    assert_eq!(stdout(&left).trim(), "[]");
 }

@@ -67,8 +67,11 @@ pub(super) struct Proofs<'a, I> {
     demand: HashMap<String, usize>,
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Slot>>>>>,
     /// Group policies read on their own, for users proven one by one.
-    policies: Mutex<HashMap<String, (Instant, Arc<HashSet<PolicyArn>>)>>,
+    policies: Mutex<HashMap<String, (Instant, Policies)>>,
 }
+
+/// A group's attached policies, shared.
+type Policies = Arc<HashSet<PolicyArn>>;
 
 /// `GetUser` + `ListGroupsForUser`: what proving one user alone costs, per user.
 const PER_USER_CALLS: usize = 2;
@@ -239,7 +242,7 @@ impl<'a, I: Iam> Proofs<'a, I> {
         &self,
         group: &str,
         read_since: Option<Instant>,
-    ) -> Result<(Instant, Arc<HashSet<PolicyArn>>), AwsError> {
+    ) -> Result<(Instant, Policies), AwsError> {
         let key = group.to_lowercase();
         if let Some((at, p)) = self.policies.lock().expect("policies").get(&key)
             && self.usable(*at, read_since)

@@ -82,37 +82,49 @@ impl Queue {
     /// every one of them is due; `None` once closed and empty.
     async fn next_batch(&self) -> Option<Vec<Due>> {
         loop {
-            let next = {
-                let mut items = self.items.lock().expect("due queue");
-                let now = Instant::now();
-                let first = items.iter().map(|d| d.at).min();
-                if let Some(first) = first.filter(|at| *at <= now) {
-                    let (due, later): (Vec<Due>, Vec<Due>) = items
-                        .drain(..)
-                        .partition(|d| d.at <= (first + self.grace).max(now));
-                    *items = later;
-                    drop(items);
-                    if let Some(last) = due.iter().map(|d| d.at).max() {
-                        tokio::time::sleep_until(last).await;
-                    }
+            match self.take_due() {
+                Next::Batch(due, last) => {
+                    tokio::time::sleep_until(last).await;
                     return Some(due);
                 }
-                if items.is_empty() && self.closed.load(Ordering::SeqCst) {
-                    return None;
-                }
-                items.iter().map(|d| d.at).min()
-            };
-            match next {
-                Some(at) => {
+                Next::At(at) => {
                     tokio::select! {
                         _ = tokio::time::sleep_until(at) => {}
                         _ = self.wake.notified() => {}
                     }
                 }
-                None => self.wake.notified().await,
+                Next::Nothing if self.closed.load(Ordering::SeqCst) => return None,
+                Next::Nothing => self.wake.notified().await,
             }
         }
     }
+
+    /// The batch due now, or when the next item is.
+    fn take_due(&self) -> Next {
+        let mut items = self.items.lock().expect("due queue");
+        let now = Instant::now();
+        match items.iter().map(|d| d.at).min() {
+            Some(first) if first <= now => {
+                let (due, later): (Vec<Due>, Vec<Due>) = items
+                    .drain(..)
+                    .partition(|d| d.at <= (first + self.grace).max(now));
+                *items = later;
+                let last = due.iter().map(|d| d.at).max().unwrap_or(now);
+                Next::Batch(due, last)
+            }
+            Some(first) => Next::At(first),
+            None => Next::Nothing,
+        }
+    }
+}
+
+/// What the queue holds next.
+enum Next {
+    /// These items, once the last of them is due.
+    Batch(Vec<Due>, Instant),
+    /// Nothing yet; the first item is due then.
+    At(Instant),
+    Nothing,
 }
 
 impl<I: Iam> Pass<'_, '_, I> {

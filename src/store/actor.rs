@@ -1,23 +1,47 @@
 //! The one owner of the database connection: a thread that runs store jobs in order. Async
-//! workers send it closures and await the result, so SQLite sees a single writer.
+//! workers send it closures and await the result, so SQLite sees a single writer. When the last
+//! handle goes, the thread ends and the connection is closed before the drop returns (so the run
+//! lock, released after it, never outlives the connection's own locks).
 
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
 
 use super::{Store, StoreError};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
 /// A cloneable way to reach the store thread.
-#[derive(Clone)]
 pub struct StoreHandle {
-    tx: mpsc::Sender<Job>,
+    tx: Option<mpsc::Sender<Job>>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Clone for StoreHandle {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            thread: self.thread.clone(),
+        }
+    }
+}
+
+impl Drop for StoreHandle {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        // The last handle: wait for the thread to close the connection.
+        if Arc::strong_count(&self.thread) == 1
+            && let Some(thread) = self.thread.lock().expect("store thread").take()
+        {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl StoreHandle {
     /// Moves `store` onto its own thread; the thread ends when every handle is dropped.
     pub fn spawn(mut store: Store) -> Self {
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("iamsweep-store".into())
             .spawn(move || {
                 for job in rx {
@@ -25,7 +49,10 @@ impl StoreHandle {
                 }
             })
             .expect("spawn store thread");
-        Self { tx }
+        Self {
+            tx: Some(tx),
+            thread: Arc::new(Mutex::new(Some(thread))),
+        }
     }
 
     /// Runs `f` on the store thread and returns its result.
@@ -38,6 +65,8 @@ impl StoreHandle {
             let _ = done.send(f(store));
         });
         self.tx
+            .as_ref()
+            .ok_or_else(|| StoreError::NotFound("the store thread has stopped".into()))?
             .send(job)
             .map_err(|_| StoreError::NotFound("the store thread has stopped".into()))?;
         result

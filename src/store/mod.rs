@@ -197,6 +197,11 @@ impl Store {
         }))
     }
 
+    /// How long a write waits for another connection's lock before failing (default 10 s).
+    pub fn set_busy_timeout(&self, wait: std::time::Duration) -> Result<(), StoreError> {
+        Ok(self.conn.busy_timeout(wait)?)
+    }
+
     // --- runs ----------------------------------------------------------------------------
 
     /// Starts a run: the run row and one `pending` row per account, in one transaction.
