@@ -319,3 +319,109 @@ fn direct_only_attachments_are_never_touched() {
     assert_eq!(rig.org.calls(A, Op::ListAttachedUserPolicies), 0);
     assert_eq!(rig.org.calls(A, Op::GetGroup), 2);
 }
+
+#[test]
+fn a_proof_older_than_its_bound_is_read_again_before_a_detach_relies_on_it() {
+    // Four users of one group, one detach at a time. With a bound of zero every proof is
+    // already too old for the next detach, so the group is read again before each; with an
+    // hour, one proof serves them all. Either way each detach records how old its proof was.
+    for (bound, reads) in [
+        (std::time::Duration::ZERO, 4),
+        (std::time::Duration::from_secs(3600), 1),
+    ] {
+        let mut options = common::options();
+        options.apply.proof_max_age = bound;
+        options.apply.write_concurrency = 1;
+        // A settle window, so that the post-checks due together read the group once.
+        options.apply.settle = std::time::Duration::from_secs(1);
+        let rig = FakeRig::with_options(&accounts_toml(&[A]), options);
+        rig.org.add_group(A, "ops", &[P2]);
+        for u in ["u1", "u2", "u3", "u4"] {
+            rig.org.add_user(A, u, &["ops"], &[P2]);
+        }
+        block_on(rig.engine.apply(&rig.file)).unwrap();
+        assert_eq!(
+            rig.sql::<i64>("SELECT count(*) FROM actions WHERE status = 'detached' AND proof_age_ms IS NOT NULL"),
+            4
+        );
+        // The proofs the detaches relied on, and one for the post-check.
+        assert_eq!(rig.org.calls(A, Op::GetGroup), reads + 1, "bound {bound:?}");
+        assert_eq!(rig.org.calls(A, Op::ListAttachedGroupPolicies), reads + 1);
+    }
+}
+
+#[test]
+fn a_member_removed_between_the_proof_and_the_detach_is_caught_by_the_post_check() {
+    let rig = FakeRig::new(&accounts_toml(&[A]));
+    rig.org.add_group(A, "ops", &[P2]);
+    rig.org.add_user(A, "alice", &["ops"], &[P2]);
+    rig.org.add_user(A, "bob", &["ops"], &[P2]);
+    // alice leaves the group just as her detach is sent: the proof was right when read.
+    rig.org.on_call(A, Op::DetachUserPolicy, 1, |a| {
+        a.users.get_mut("alice").unwrap().groups.clear();
+    });
+    let result = block_on(rig.engine.apply(&rig.file)).unwrap();
+    assert_eq!(
+        statuses(&rig),
+        vec![
+            format!("alice|{P2}|reverted|covering_grant_vanished"),
+            format!("bob|{P2}|detached|-"),
+        ]
+    );
+    assert_eq!(result.tally.reverted, 1);
+    assert!(rig.org.user_policies(A, "alice").unwrap().contains(P2));
+    assert!(rig.org.user_policies(A, "bob").unwrap().is_empty());
+}
+
+#[test]
+fn a_group_with_more_members_than_one_page_is_proven_across_its_pages() {
+    let rig = FakeRig::new(&accounts_toml(&[A]));
+    rig.org.set_page_size(2);
+    rig.org.add_group(A, "ops", &[P2]);
+    for u in ["u1", "u2", "u3", "u4", "u5"] {
+        rig.org.add_user(A, u, &["ops"], &[P2]);
+    }
+    block_on(rig.engine.apply(&rig.file)).unwrap();
+    assert_eq!(
+        rig.sql::<i64>("SELECT count(*) FROM actions WHERE status = 'detached'"),
+        5
+    );
+    // Three pages of members, before and after.
+    assert_eq!(rig.org.calls(A, Op::GetGroup), 6);
+    assert_eq!(rig.org.calls(A, Op::GetUser), 0);
+}
+
+#[test]
+fn a_group_too_large_for_its_few_findings_is_proven_user_by_user() {
+    // One redundant user in a group of many members: reading every page of the group would
+    // cost more than proving the user alone.
+    let rig = FakeRig::new(&accounts_toml(&[A]));
+    rig.org.set_page_size(2);
+    rig.org.add_group(A, "everyone", &[P2]);
+    rig.org.add_user(A, "alice", &["everyone"], &[P2]);
+    for i in 0..7 {
+        rig.org
+            .add_user(A, &format!("staff{i}"), &["everyone"], &[]);
+    }
+    block_on(rig.engine.apply(&rig.file)).unwrap();
+    assert_eq!(statuses(&rig), vec![format!("alice|{P2}|detached|-")]);
+    let calls: Vec<(Op, u64)> = [
+        Op::GetGroup,
+        Op::GetUser,
+        Op::ListGroupsForUser,
+        Op::ListAttachedGroupPolicies,
+    ]
+    .iter()
+    .map(|op| (*op, rig.org.calls(A, *op)))
+    .collect();
+    // One page of the group shows it is large; then alice alone, before and after.
+    assert_eq!(
+        calls,
+        vec![
+            (Op::GetGroup, 1),
+            (Op::GetUser, 2),
+            (Op::ListGroupsForUser, 2),
+            (Op::ListAttachedGroupPolicies, 2),
+        ]
+    );
+}
