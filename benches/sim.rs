@@ -7,6 +7,7 @@
 //!   sqlite [ACCOUNTS] [FINDINGS_PER_ACCOUNT]     (SIM_KEEP_DB=PATH keeps the database)
 //!   sqlite-apply DB [ACCOUNTS]                   (adds an apply run to the kept database)
 //!   report DB [RUN] [ROUNDS]                     (streams an existing database's report)
+//!   mixed [ACCOUNTS] [USERS] [MAX_RATE]          (apply's requests per detach, tricky users)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -332,6 +333,150 @@ fn report(args: &[String]) {
     }
 }
 
+/// Apply's cost on a mixed organization: users in 0 to 3 groups, 1 to 5 direct policies each
+/// (some granted by a group too), a large group nearly nobody needs proving through, and a few
+/// tricky users changed between the scan and the apply (covering grant removed, user deleted,
+/// user re-created, a deprecated AWS managed policy). Paced as by default (20 calls/s per
+/// account), with the default settle window and proof bound. Prints apply's requests per
+/// detach, every request counted (AssumeRole, proofs, post-checks).
+fn mixed(args: &[String]) {
+    let (n, users, rate) = (arg(args, 0, 4), arg(args, 1, 300), arg(args, 2, 20));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    let org = FakeOrg::new();
+    let file = accounts(n);
+    let deprecated = "arn:aws:iam::aws:policy/AmazonElasticTranscoderFullAccess";
+    let mut rng = fastrand::Rng::with_seed(7);
+    for t in &file.accounts {
+        let a = t.id.as_str();
+        let pool: Vec<String> = (0..15)
+            .map(|p| format!("arn:aws:iam::{a}:policy/P{p:02}"))
+            .chain([
+                "arn:aws:iam::aws:policy/ReadOnlyAccess".to_owned(),
+                deprecated.to_owned(),
+            ])
+            .collect();
+        let mut grants: Vec<Vec<String>> = Vec::new();
+        for g in 0..10 {
+            let k = rng.usize(1..=3);
+            let picked: Vec<String> = (0..k)
+                .map(|_| pool[rng.usize(..pool.len())].clone())
+                .collect();
+            let refs: Vec<&str> = picked.iter().map(String::as_str).collect();
+            org.add_group(a, &format!("g{g:02}"), &refs);
+            grants.push(picked);
+        }
+        org.deprecate_policy(a, deprecated);
+        // A large group that grants P00; only one user needs proving through it.
+        org.add_group(a, "everyone", &[pool[0].as_str()]);
+        for i in 0..2500 {
+            org.add_user(a, &format!("staff{i:04}"), &["everyone"], &[]);
+        }
+        org.add_user(a, "lonely", &["everyone"], &[pool[0].as_str()]);
+        for u in 0..users {
+            let groups: Vec<String> = (0..rng.usize(0..=3))
+                .map(|_| format!("g{:02}", rng.usize(0..10)))
+                .collect();
+            let mut direct: Vec<String> = (0..rng.usize(1..=5))
+                .map(|_| pool[rng.usize(..pool.len())].clone())
+                .collect();
+            // Half of the users hold one of their groups' grants directly as well.
+            if let Some(g) = groups.first().filter(|_| rng.bool()) {
+                let g: usize = g[1..].parse().unwrap();
+                direct.push(grants[g][0].clone());
+            }
+            let g: Vec<&str> = groups.iter().map(String::as_str).collect();
+            let d: Vec<&str> = direct.iter().map(String::as_str).collect();
+            org.add_user(a, &format!("user{u:04}"), &g, &d);
+        }
+    }
+    let options = RunOptions {
+        concurrency: n as usize,
+        calls: CallPolicy {
+            rate: (rate > 0).then_some(rate as f64),
+            ..CallPolicy::default()
+        },
+        ..RunOptions::default()
+    };
+    let e = engine(&org, &db, options);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let scan = rt.block_on(e.scan(&file)).unwrap();
+    // Between the scan and the apply: the tricky users.
+    for t in &file.accounts {
+        org.with_account(t.id.as_str(), |acct| {
+            let names: Vec<String> = acct
+                .users
+                .keys()
+                .filter(|u| u.starts_with("user"))
+                .cloned()
+                .collect();
+            for (i, u) in names.iter().enumerate() {
+                match i % 50 {
+                    // Taken out of its groups.
+                    1 => acct.users.get_mut(u).unwrap().groups.clear(),
+                    // Deleted.
+                    2 => {
+                        acct.users.remove(u);
+                    }
+                    // Deleted and re-created under the same name.
+                    3 => acct.users.get_mut(u).unwrap().id.clear(),
+                    _ => {}
+                }
+            }
+        });
+    }
+    let start = Instant::now();
+    let apply = rt
+        .block_on(e.apply_run(scan.run_id, &file, file.accounts.clone()))
+        .unwrap();
+    let wall = start.elapsed().as_secs_f64();
+    let run = apply.run_id;
+    let calls = count(
+        &db,
+        &format!("SELECT sum(calls) FROM api_calls WHERE run_id = {run}"),
+    );
+    let detached = count(
+        &db,
+        &format!(
+            "SELECT count(*) FROM actions WHERE run_id = {run} AND status IN ('detached', 'reverted')"
+        ),
+    );
+    let outcomes: Vec<String> = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT status || coalesce('/' || reason, '') || '=' || count(*) FROM actions
+                 WHERE run_id = {run} GROUP BY status, reason ORDER BY count(*) DESC"
+            ))
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let per_op: Vec<String> = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT operation || '=' || sum(calls) FROM api_calls WHERE run_id = {run}
+                 GROUP BY operation ORDER BY sum(calls) DESC"
+            ))
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    println!(
+        "{{\"scenario\":\"mixed\",\"accounts\":{n},\"users_per_account\":{users},\"max_rate\":{rate},\"apply_status\":\"{}\",\"detached\":{detached},\"calls\":{calls},\"calls_per_detach\":{:.3},\"wall_s\":{wall:.2},\"outcomes\":\"{}\",\"calls_by_operation\":\"{}\",\"peak_rss_mib\":{:.1}}}",
+        apply.status,
+        calls as f64 / detached.max(1) as f64,
+        outcomes.join(" "),
+        per_op.join(" "),
+        peak_rss_mib()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -343,8 +488,9 @@ fn main() {
         Some("sqlite") => sqlite(&args[1..]),
         Some("sqlite-apply") => sqlite_apply(&args[1..]),
         Some("report") => report(&args[1..]),
+        Some("mixed") => mixed(&args[1..]),
         _ => eprintln!(
-            "usage: sim scan-org|throttle|sqlite|sqlite-apply|report [ARGS] (see benches/sim.rs)"
+            "usage: sim scan-org|throttle|sqlite|sqlite-apply|report|mixed [ARGS] (see benches/sim.rs)"
         ),
     }
 }

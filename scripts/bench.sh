@@ -3,7 +3,8 @@
 #   target 2: moto, ACCOUNTS x USERS seeded once; iamsweep's scan against a boto3 script that
 #             only fetches the GetAccountAuthorizationDetails pages (the floor) and one that
 #             lists per user (the naive scan);
-#   targets 3-4: the simulated organization on the in-memory fake (benches/sim.rs);
+#   targets 3-4: the simulated organization on the in-memory fake (benches/sim.rs), and apply's
+#             requests per detach on a mixed organization;
 #   target 5: a million findings written through the store (benches/sim.rs), then `report` and
 #             `history` run as a user runs them, whole processes, output to /dev/null.
 # Prints one table. Takes a few minutes (seeding moto is the slow part; a cold release build
@@ -81,6 +82,8 @@ moto_stop
 echo "targets 3-5: simulated organization..." >&2
 "$SIM" scan-org 1000 1000 100 50 64 >> "$RESULTS"
 "$SIM" throttle 100 40 5 10 9 >> "$RESULTS"
+echo "apply on a mixed organization (requests per detach)..." >&2
+"$SIM" mixed 4 300 20 >> "$RESULTS"
 rm -f "$OUT"/million.db*
 SIM_KEEP_DB="$OUT/million.db" "$SIM" sqlite 1000 1000 >> "$RESULTS"
 echo "target 5: report and history as a user runs them, on the million findings..." >&2

@@ -68,6 +68,9 @@ pub(super) struct Proofs<'a, I> {
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Slot>>>>>,
     /// Group policies read on their own, for users proven one by one.
     policies: Mutex<HashMap<String, (Instant, Policies)>>,
+    /// Users looked up alone (`GetUser`, to tell a deleted or re-created user from a grant
+    /// removed), by lowercased name: `None` when the user does not exist.
+    users: Mutex<HashMap<String, (Instant, Option<String>)>>,
 }
 
 /// A group's attached policies, shared.
@@ -90,6 +93,7 @@ impl<'a, I: Iam> Proofs<'a, I> {
             demand,
             slots: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
         }
     }
 
@@ -283,16 +287,31 @@ impl<'a, I: Iam> Proofs<'a, I> {
         }))
     }
 
-    /// The user's id alone (`GetUser`), or `None` if the user does not exist.
+    /// The user's id alone (`GetUser`, once per user while usable), or `None` if the user does
+    /// not exist.
     async fn user_reads_id_only(&self, user: &UserName) -> Result<Option<UserReads>, AwsError> {
-        match self.iam.user_id(user).await {
-            Ok(user_id) => Ok(Some(UserReads {
-                user_id,
-                groups: Vec::new(),
-                read_at: Instant::now(),
-            })),
-            Err(e) if e.kind == ErrorKind::NoSuchEntity => Ok(None),
-            Err(e) => Err(e),
-        }
+        let key = user.as_str().to_lowercase();
+        let known = self.users.lock().expect("users").get(&key).cloned();
+        let (read_at, id) = match known {
+            Some((at, id)) if self.usable(at, None) => (at, id),
+            _ => {
+                let at = Instant::now();
+                let id = match self.iam.user_id(user).await {
+                    Ok(id) => Some(id),
+                    Err(e) if e.kind == ErrorKind::NoSuchEntity => None,
+                    Err(e) => return Err(e),
+                };
+                self.users
+                    .lock()
+                    .expect("users")
+                    .insert(key, (at, id.clone()));
+                (at, id)
+            }
+        };
+        Ok(id.map(|user_id| UserReads {
+            user_id,
+            groups: Vec::new(),
+            read_at,
+        }))
     }
 }
