@@ -18,7 +18,7 @@ use crate::lock::{LockError, RunLock};
 use crate::organization;
 use crate::progress;
 use crate::report;
-use crate::run::{Engine, Halt, RunOptions, RunResult};
+use crate::run::{CONCURRENCY_CEILING, Engine, Halt, RunOptions, RunResult};
 use crate::store::actor::StoreHandle;
 use crate::store::{FindingRow, HistoryFilter, RunStatus, Store, StoreError};
 
@@ -158,7 +158,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
                 &connector,
                 &file.accounts,
                 *apply,
-                cli.concurrency as usize,
+                cli.concurrency.map_or(16, usize::from),
                 options(&cli, ApplyOptions::default()).calls,
             )
             .await;
@@ -323,7 +323,8 @@ fn reporter() -> Arc<dyn Reporter> {
 
 fn options(cli: &Cli, apply: ApplyOptions) -> RunOptions {
     RunOptions {
-        concurrency: cli.concurrency as usize,
+        concurrency: cli.concurrency.map_or(CONCURRENCY_CEILING, usize::from),
+        adaptive: cli.concurrency.is_none(),
         calls: CallPolicy {
             retry: RetryPolicy::default(),
             rate: (cli.max_rate > 0.0).then_some(cli.max_rate),

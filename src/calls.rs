@@ -16,6 +16,7 @@ use crate::aws::{
     AuthDetailsPage, AwsError, Connector, ErrorKind, GroupMember, Iam, Op, Page, Receipt,
 };
 use crate::config::{Access, AccountTarget};
+use crate::limiter::Observe;
 use crate::model::{PolicyArn, UserName};
 
 /// Requests made for one operation.
@@ -137,11 +138,12 @@ impl Default for CallPolicy {
 }
 
 /// One account's metering: shared by its connect and its client.
-#[derive(Debug)]
 pub struct Meter {
     counts: Mutex<CallCounts>,
     pub policy: CallPolicy,
     pacer: Pacer,
+    /// Hears how long each call took (the engine's concurrency limiter).
+    observer: Option<Arc<dyn Observe>>,
 }
 
 impl Meter {
@@ -151,10 +153,20 @@ impl Meter {
 
     /// A meter that adds to the calls an earlier attempt already made.
     pub fn resuming(policy: CallPolicy, prior: CallCounts) -> Arc<Self> {
+        Self::observed(policy, prior, None)
+    }
+
+    /// [`Meter::resuming`], telling `observer` how long each call took.
+    pub fn observed(
+        policy: CallPolicy,
+        prior: CallCounts,
+        observer: Option<Arc<dyn Observe>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             counts: Mutex::new(prior),
             policy,
             pacer: Pacer::new(policy.rate),
+            observer,
         })
     }
 
@@ -194,7 +206,14 @@ impl Meter {
             self.pacer.wait().await;
             let sent = Instant::now();
             self.bump(op, |c| c.calls += 1);
-            let err = match f().await {
+            let result = f().await;
+            if let Some(o) = &self.observer {
+                let throttled = result
+                    .as_ref()
+                    .is_err_and(|e| e.kind == ErrorKind::Throttled);
+                o.call(op, sent.elapsed(), throttled);
+            }
+            let err = match result {
                 Ok(v) => return (Ok(v), sent),
                 Err(e) => e,
             };

@@ -42,10 +42,12 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
 
-    /// Accounts worked on at once.
-    #[arg(long, global = true, value_name = "N", default_value_t = 8,
+    /// Accounts worked on at once. Default: adapted to what the endpoint sustains (up to 256):
+    /// more while calls stay fast, fewer when they slow down or are throttled. Fix it to cap
+    /// the load on a shared emulator or proxy, or to compare runs.
+    #[arg(long, global = true, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub concurrency: u16,
+    pub concurrency: Option<u16>,
 
     /// At most this many AWS calls per second per account, spaced evenly (0: no pacing).
     #[arg(long, global = true, value_name = "N", default_value_t = 20.0)]

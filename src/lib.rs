@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod events;
 pub mod filters;
 pub mod findings;
+pub mod limiter;
 pub mod lock;
 pub mod model;
 pub mod organization;

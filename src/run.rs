@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
 use crate::apply::{AccountApply, ApplyOptions, Tally};
@@ -14,6 +15,7 @@ use crate::calls::{CallPolicy, Meter};
 use crate::cancel::Cancel;
 use crate::config::{AccountTarget, AccountsFile};
 use crate::events::{Event, Phase, Reporter};
+use crate::limiter::{Limiter, Observe};
 use crate::scan;
 use crate::store::actor::StoreHandle;
 use crate::store::{AccountStatus, RunKind, RunStatus, StoreError};
@@ -21,21 +23,38 @@ use crate::store::{AccountStatus, RunKind, RunStatus, StoreError};
 /// Options a run starts with (stored with it, and used again by `resume`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunOptions {
-    /// Accounts worked on at once.
+    /// Accounts worked on at once: fixed, or (`adaptive`) the ceiling of an adaptive limit.
     pub concurrency: usize,
+    /// Adapt the number of accounts at once to what the endpoint sustains (the default).
+    #[serde(default)]
+    pub adaptive: bool,
     pub calls: CallPolicy,
     pub apply: ApplyOptions,
 }
+
+/// The most accounts an adaptive limit lets run at once.
+pub const CONCURRENCY_CEILING: usize = 256;
 
 impl Default for RunOptions {
     fn default() -> Self {
         Self {
             concurrency: 8,
+            adaptive: false,
             calls: CallPolicy::default(),
             apply: ApplyOptions {
                 write_concurrency: 4,
                 ..ApplyOptions::default()
             },
+        }
+    }
+}
+
+impl RunOptions {
+    fn limiter(&self) -> Limiter {
+        if self.adaptive {
+            Limiter::adaptive(self.concurrency)
+        } else {
+            Limiter::fixed(self.concurrency)
         }
     }
 }
@@ -295,7 +314,7 @@ impl<C: Connector> Engine<C> {
                 });
                 Ok::<_, StoreError>(())
             })
-            .buffer_unordered(self.options.concurrency.max(1));
+            .buffer_unordered(self.options.concurrency.clamp(1, 32));
         while let Some(done) = settling.next().await {
             done?;
         }
@@ -333,15 +352,25 @@ impl<C: Connector> Engine<C> {
             },
             accounts: jobs.len(),
         });
-        let mut results = futures::stream::iter(jobs.iter())
-            .map(|(t, plan)| self.account(run_id, t, *plan))
-            .buffer_unordered(self.options.concurrency.max(1));
+        let limiter = Arc::new(self.options.limiter());
+        let mut waiting = jobs.iter();
+        let mut results = FuturesUnordered::new();
         let mut tally = Tally::default();
         let mut failed = 0;
         let mut interrupted = false;
         let mut halted: Option<Halt> = None;
         let mut fatal = None;
-        while let Some(r) = results.next().await {
+        loop {
+            // Start accounts while the limit allows (it moves with how the calls go).
+            while results.len() < limiter.limit() {
+                let Some((t, plan)) = waiting.next() else {
+                    break;
+                };
+                results.push(self.account(run_id, t, *plan, &limiter));
+            }
+            let Some(r) = results.next().await else {
+                break;
+            };
             match r {
                 Ok(AccountEnd::Done(t)) => {
                     if t.limit_reached {
@@ -400,6 +429,7 @@ impl<C: Connector> Engine<C> {
         run_id: i64,
         target: &AccountTarget,
         plan: Plan,
+        limiter: &Arc<Limiter>,
     ) -> Result<AccountEnd, StoreError> {
         if self.cancel.is_cancelled() {
             return Ok(AccountEnd::Interrupted);
@@ -417,7 +447,8 @@ impl<C: Connector> Engine<C> {
             account: id.clone(),
             label: target.label(),
         });
-        let meter = Meter::resuming(self.options.calls, prior);
+        let observer: Arc<dyn Observe> = limiter.clone();
+        let meter = Meter::observed(self.options.calls, prior, Some(observer));
         let end = self.account_work(run_id, target, plan, &meter).await?;
         let calls = meter.counts();
         let limit = self.options.apply.max_detaches_per_account;
