@@ -2,7 +2,7 @@
 //! Each scenario runs in its own process so that its peak RSS is its own, and prints one JSON
 //! line. Run through scripts/bench.sh, or: cargo bench --bench sim -- SCENARIO
 //!
-//!   scan-org [ACCOUNTS] [USERS] [GROUPS] [LATENCY_MS] [CONCURRENCY]
+//!   scan-org [ACCOUNTS] [USERS] [GROUPS] [LATENCY_MS] [CONCURRENCY]  (0: adaptive, the default)
 //!   throttle [ACCOUNTS] [USERS] [REDUNDANT_PER_USER] [LIMIT_PER_S] [PACE_PER_S]
 //!   sqlite [ACCOUNTS] [FINDINGS_PER_ACCOUNT]     (SIM_KEEP_DB=PATH keeps the database)
 //!   sqlite-apply DB [ACCOUNTS]                   (adds an apply run to the kept database)
@@ -80,8 +80,14 @@ fn scan_org(args: &[String]) {
     }));
     org.set_latency(Duration::from_millis(latency));
     let file = accounts(n);
+    // 0: the default, adaptive.
     let options = RunOptions {
-        concurrency: concurrency as usize,
+        concurrency: if concurrency == 0 {
+            iamsweep::run::CONCURRENCY_CEILING
+        } else {
+            concurrency as usize
+        },
+        adaptive: concurrency == 0,
         ..RunOptions::default()
     };
     let e = engine(&org, &db, options);
@@ -130,6 +136,7 @@ fn throttle(args: &[String]) {
     let options = RunOptions {
         // Every account in flight at once.
         concurrency: n as usize,
+        adaptive: false,
         calls: CallPolicy {
             retry: RetryPolicy::default(),
             rate: (pace > 0).then_some(pace as f64),
@@ -392,6 +399,7 @@ fn mixed(args: &[String]) {
     }
     let options = RunOptions {
         concurrency: n as usize,
+        adaptive: false,
         calls: CallPolicy {
             rate: (rate > 0).then_some(rate as f64),
             ..CallPolicy::default()
