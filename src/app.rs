@@ -317,7 +317,7 @@ fn reporter() -> Arc<dyn Reporter> {
     if std::io::stderr().is_terminal() {
         Arc::new(progress::Bars::new())
     } else {
-        Arc::new(progress::Lines)
+        Arc::new(progress::Lines::default())
     }
 }
 

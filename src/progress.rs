@@ -50,9 +50,11 @@ impl Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let total = multi.add(ProgressBar::new(0));
         total.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} accounts {elapsed}")
-                .expect("template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} accounts, {per_sec}, {elapsed} (about {eta} left)",
+            )
+            .expect("template")
+            .progress_chars("=> "),
         );
         Self {
             multi,
@@ -132,18 +134,72 @@ pub fn settled_text(event: &Event) -> String {
     }
 }
 
-/// For a stderr that is not a terminal: one line per failure or warning, nothing else.
-pub struct Lines;
+/// "progress: 2500/10000 accounts, 208.3/s, about 36 s left".
+pub fn progress_text(done: u64, total: u64, elapsed: Duration) -> String {
+    let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
+    let left = if rate > 0.0 {
+        format!(
+            ", about {} left",
+            humantime::format_duration(Duration::from_secs(
+                ((total - done.min(total)) as f64 / rate).ceil() as u64
+            ))
+        )
+    } else {
+        String::new()
+    };
+    format!("progress: {done}/{total} accounts, {rate:.1}/s{left}")
+}
+
+/// For a stderr that is not a terminal (CI logs): one line per failure or warning, and for
+/// runs of 100 accounts or more a progress line at every tenth done.
+#[derive(Default)]
+pub struct Lines {
+    progress: Mutex<Option<Tenths>>,
+}
+
+/// Where a long run is: accounts done of all, since when, and the last tenth said.
+struct Tenths {
+    total: u64,
+    done: u64,
+    started: std::time::Instant,
+    said: u64,
+}
 
 impl Reporter for Lines {
     fn report(&self, event: &Event) {
         let line = match event {
+            Event::RunStarted { accounts, .. } => {
+                *self.progress.lock().expect("progress") = (*accounts >= 100).then(|| Tenths {
+                    total: *accounts as u64,
+                    done: 0,
+                    started: std::time::Instant::now(),
+                    said: 0,
+                });
+                return;
+            }
             Event::AccountFinished {
                 label,
                 status,
-                error: Some(e),
+                error,
                 ..
-            } => failure_text(label, *status, e),
+            } => {
+                let mut lines = Vec::new();
+                if let Some(e) = error {
+                    lines.push(failure_text(label, *status, e));
+                }
+                if let Some(p) = self.progress.lock().expect("progress").as_mut() {
+                    p.done += 1;
+                    let tenth = p.done * 10 / p.total;
+                    if tenth > p.said && p.done < p.total {
+                        p.said = tenth;
+                        lines.push(progress_text(p.done, p.total, p.started.elapsed()));
+                    }
+                }
+                if lines.is_empty() {
+                    return;
+                }
+                lines.join("\n")
+            }
             Event::Warning { account, message } => format!("warning: {account}: {message}"),
             Event::Settled { .. } => settled_text(event),
             _ => return,
@@ -155,6 +211,18 @@ impl Reporter for Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_says_done_rate_and_time_left() {
+        assert_eq!(
+            progress_text(2500, 10_000, Duration::from_secs(12)),
+            "progress: 2500/10000 accounts, 208.3/s, about 36s left"
+        );
+        assert_eq!(
+            progress_text(0, 10_000, Duration::ZERO),
+            "progress: 0/10000 accounts, 0.0/s"
+        );
+    }
 
     #[test]
     fn phase_lines() {

@@ -375,7 +375,10 @@ fn a_member_removed_between_the_proof_and_the_detach_is_caught_by_the_post_check
 
 #[test]
 fn a_group_with_more_members_than_one_page_is_proven_across_its_pages() {
-    let rig = FakeRig::new(&accounts_toml(&[A]));
+    // A settle window, so that the post-checks due together read the group once.
+    let mut options = common::options();
+    options.apply.settle = std::time::Duration::from_secs(1);
+    let rig = FakeRig::with_options(&accounts_toml(&[A]), options);
     rig.org.set_page_size(2);
     rig.org.add_group(A, "ops", &[P2]);
     for u in ["u1", "u2", "u3", "u4", "u5"] {
@@ -395,7 +398,9 @@ fn a_group_with_more_members_than_one_page_is_proven_across_its_pages() {
 fn a_group_too_large_for_its_few_findings_is_proven_user_by_user() {
     // One redundant user in a group of many members: reading every page of the group would
     // cost more than proving the user alone.
-    let rig = FakeRig::new(&accounts_toml(&[A]));
+    let mut options = common::options();
+    options.apply.settle = std::time::Duration::from_secs(1);
+    let rig = FakeRig::with_options(&accounts_toml(&[A]), options);
     rig.org.set_page_size(2);
     rig.org.add_group(A, "everyone", &[P2]);
     rig.org.add_user(A, "alice", &["everyone"], &[P2]);
