@@ -8,13 +8,16 @@
 #   target 5: a million findings written through the store (benches/sim.rs), then `report` and
 #             `history` run as a user runs them, whole processes, output to /dev/null.
 # Prints one table. Takes a few minutes (seeding moto is the slow part; a cold release build
-# adds ~13 min). Environment: BENCH_ACCOUNTS (10), BENCH_USERS (1000).
+# adds ~13 min). Environment: BENCH_ACCOUNTS (10), BENCH_USERS (1000), BENCH_LINK_ACCOUNTS (300),
+# BENCH_LINK_MS (300), BENCH_BEFORE (0: 1 adds the 10,000-account scan at the old default).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/moto.sh
 
 ACCOUNTS="${BENCH_ACCOUNTS:-10}"
 USERS="${BENCH_USERS:-1000}"
+LINK_ACCOUNTS="${BENCH_LINK_ACCOUNTS:-300}"
+LINK_MS="${BENCH_LINK_MS:-300}"
 FIRST=400000000000
 OUT="$PWD/target/bench"
 mkdir -p "$OUT"
@@ -79,8 +82,43 @@ print(json.dumps({"contender": "apply calls (from its database)", "calls": calls
 PY
 moto_stop
 
+echo "a long link: moto behind a ${LINK_MS} ms round trip, $LINK_ACCOUNTS accounts..." >&2
+# A second moto without the AWS managed policies (each account is then cheap to create), and
+# the delaying proxy in front of it.
+LINK_PORT="$(moto_free_port)"
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$LINK_PORT" > "$OUT/moto-link.log" 2>&1 &
+LINK_MOTO=$!
+PROXY_PORT="$(moto_free_port)"
+"$PY" scripts/bench/delay_proxy.py "$PROXY_PORT" "127.0.0.1:$LINK_PORT" "$LINK_MS" &
+LINK_PROXY=$!
+trap 'kill $LINK_PROXY $LINK_MOTO 2>/dev/null; moto_stop' EXIT
+for _ in $(seq 1 100); do
+    "$PY" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1])" "http://127.0.0.1:$LINK_PORT/moto-api/" 2>/dev/null && break
+    sleep 0.2
+done
+(cd scripts/bench && "$PY" seed_moto.py "http://127.0.0.1:$LINK_PORT" 600000000000 "$LINK_ACCOUNTS" 20 10 2 2>/dev/null)
+"$PY" - 600000000000 "$LINK_ACCOUNTS" > "$OUT/link-accounts.toml" <<'PY'
+import sys
+first, n = int(sys.argv[1]), int(sys.argv[2])
+for i in range(n):
+    print(f'[[account]]\nid = "{first + i:012d}"\n')
+PY
+for c in default 8 16 32 64 128; do
+    rm -f "$OUT"/link.db*
+    flag=(); [ "$c" = default ] || flag=(--concurrency "$c")
+    AWS_ENDPOINT_URL="http://127.0.0.1:$PROXY_PORT" "$PY" scripts/bench/measure.py "link scan $c" \
+        "$BIN" --db "$OUT/link.db" --accounts "$OUT/link-accounts.toml" "${flag[@]}" scan >> "$RESULTS"
+done
+kill $LINK_PROXY $LINK_MOTO 2>/dev/null || true
+
 echo "targets 3-5: simulated organization..." >&2
 "$SIM" scan-org 1000 1000 100 50 64 >> "$RESULTS"
+# 10,000 accounts with default flags (adaptive concurrency), and with the old default of 8
+# accounts at once when BENCH_BEFORE=1 (it takes over two minutes).
+"$SIM" scan-org 10000 100 100 50 0 >> "$RESULTS"
+if [ "${BENCH_BEFORE:-0}" = 1 ]; then
+    "$SIM" scan-org 10000 100 100 50 8 >> "$RESULTS"
+fi
 "$SIM" throttle 100 40 5 10 9 >> "$RESULTS"
 echo "apply on a mixed organization (requests per detach)..." >&2
 "$SIM" mixed 4 300 20 >> "$RESULTS"
