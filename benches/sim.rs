@@ -7,7 +7,7 @@
 //!   sqlite [ACCOUNTS] [FINDINGS_PER_ACCOUNT]     (SIM_KEEP_DB=PATH keeps the database)
 //!   sqlite-apply DB [ACCOUNTS]                   (adds an apply run to the kept database)
 //!   report DB [RUN] [ROUNDS]                     (streams an existing database's report)
-//!   mixed [ACCOUNTS] [USERS] [MAX_RATE]          (apply's requests per detach, tricky users)
+//!   mixed [ACCOUNTS] [USERS] [MAX_RATE] [SETTLE_S] (apply's requests per detach, tricky users)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -347,7 +347,12 @@ fn report(args: &[String]) {
 /// account), with the default settle window and proof bound. Prints apply's requests per
 /// detach, every request counted (AssumeRole, proofs, post-checks).
 fn mixed(args: &[String]) {
-    let (n, users, rate) = (arg(args, 0, 4), arg(args, 1, 300), arg(args, 2, 20));
+    let (n, users, rate, settle) = (
+        arg(args, 0, 4),
+        arg(args, 1, 300),
+        arg(args, 2, 20),
+        arg(args, 3, 15),
+    );
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bench.db");
     let org = FakeOrg::new();
@@ -404,7 +409,10 @@ fn mixed(args: &[String]) {
             rate: (rate > 0).then_some(rate as f64),
             ..CallPolicy::default()
         },
-        ..RunOptions::default()
+        apply: ApplyOptions {
+            settle: Duration::from_secs(settle),
+            ..ApplyOptions::default()
+        },
     };
     let e = engine(&org, &db, options);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -476,7 +484,7 @@ fn mixed(args: &[String]) {
             .collect()
     };
     println!(
-        "{{\"scenario\":\"mixed\",\"accounts\":{n},\"users_per_account\":{users},\"max_rate\":{rate},\"apply_status\":\"{}\",\"detached\":{detached},\"calls\":{calls},\"calls_per_detach\":{:.3},\"wall_s\":{wall:.2},\"outcomes\":\"{}\",\"calls_by_operation\":\"{}\",\"peak_rss_mib\":{:.1}}}",
+        "{{\"scenario\":\"mixed\",\"accounts\":{n},\"users_per_account\":{users},\"max_rate\":{rate},\"settle_s\":{settle},\"apply_status\":\"{}\",\"detached\":{detached},\"calls\":{calls},\"calls_per_detach\":{:.3},\"wall_s\":{wall:.2},\"outcomes\":\"{}\",\"calls_by_operation\":\"{}\",\"peak_rss_mib\":{:.1}}}",
         apply.status,
         calls as f64 / detached.max(1) as f64,
         outcomes.join(" "),

@@ -369,3 +369,23 @@ fn with_reads_lagging_writes_a_grant_removed_during_apply_is_restored() {
         "{v}"
     );
 }
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn base_credentials_that_do_not_work_are_said_once_at_start_with_nothing_changed() {
+    let proxy = Proxy::start(&moto_url());
+    proxy.set_schedule(|s| {
+        (s.action == "GetCallerIdentity").then_some(Fault::Refuse("InvalidClientTokenId"))
+    });
+    let w = Workdir::new(&accounts_toml(&["100000000431", "100000000432"]));
+    let (out, _) = w.iamsweep_via(&proxy.url, &["apply", "--yes"], Duration::from_secs(60));
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("the AWS credentials do not work") && err.contains("InvalidClientTokenId"),
+        "{err}"
+    );
+    // Checked once, before any account was touched.
+    assert_eq!(proxy.received().get("GetCallerIdentity"), Some(&1));
+    assert_eq!(proxy.received().get("AssumeRole"), None);
+}

@@ -69,11 +69,10 @@ if ap and apc:
                   f"(before group proofs: 6.00 per detach, 154.5 s)", apc["calls"], ap["wall_s"],
                   ap["peak_rss_mib"], f"{per:.2f} calls per detach",
                   f"<= 1.3: {verdict(0 < per <= 1.3)}"))
-mx = (by.get("mixed") or [None])[0]
-if mx:
+for mx in by.get("mixed", []):
     lines.append((f"fake mixed org {mx['accounts']}x{mx['users_per_account']} users, 0-3 groups, tricky users, "
-                  f"--max-rate {mx['max_rate']}: {mx['detached']} detaches", mx["calls"], mx["wall_s"],
-                  mx["peak_rss_mib"], f"{mx['calls_per_detach']:.2f} calls per detach",
+                  f"--max-rate {mx['max_rate']} --settle {mx['settle_s']}s: {mx['detached']} detaches",
+                  mx["calls"], mx["wall_s"], mx["peak_rss_mib"], f"{mx['calls_per_detach']:.2f} calls per detach",
                   f"<= 2.0: {verdict(mx['calls_per_detach'] <= 2.0 and mx['apply_status'] == 'completed')}"))
 for s in by.get("scan-org", []):
     complete = s["findings_in_db"] >= s["accounts"] * s["users_per_account"]

@@ -26,6 +26,9 @@ pub enum Fault {
     HangAfter,
     /// Not forwarded: answered as IAM answers a throttled request.
     Throttle,
+    /// Not forwarded: answered `403` with this error code (`InvalidClientTokenId`,
+    /// `ExpiredToken`, `AccessDenied`...).
+    Refuse(&'static str),
 }
 
 /// One request as the proxy saw it, for the test's fault schedule.
@@ -145,6 +148,7 @@ fn fault_name(f: Fault) -> &'static str {
         Fault::DropAfter => "drop_after",
         Fault::HangAfter => "hang_after",
         Fault::Throttle => "throttle",
+        Fault::Refuse(_) => "refuse",
     }
 }
 
@@ -343,6 +347,16 @@ async fn serve(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> s
                 "Throttling"
             };
             let a = error_answer(&req, "400 Bad Request", code, "Rate exceeded", seen.seq);
+            client.write_all(&a).await?;
+        }
+        Some(Fault::Refuse(code)) => {
+            let a = error_answer(
+                &req,
+                "403 Forbidden",
+                code,
+                "refused by the proxy",
+                seen.seq,
+            );
             client.write_all(&a).await?;
         }
         Some(Fault::ResetBefore) => reset(client),
