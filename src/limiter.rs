@@ -1,9 +1,9 @@
 //! How many accounts to work on at once, adapted to what the endpoint sustains: a gradient
 //! limiter (as TCP Vegas and Netflix's concurrency-limits do). Every AWS call reports how long it
-//! took; while calls take about as long as the fastest of their kind, the endpoint is not
-//! queueing them and more accounts may start (doubling at first, then growing by the square root
-//! of the limit); when they take longer, the limit follows the ratio down; a throttled call
-//! halves it. Real AWS serves and throttles each account on its own, so the limit climbs to its
+//! took; while calls take at most twice as long as the fastest of their kind, the endpoint is
+//! not queueing them and more accounts may start (four times as many at first, then growing by
+//! the square root of the limit); when they take longer, the limit follows the ratio down, smoothed and by
+//! at most half at a time; a throttled call halves it. Real AWS serves and throttles each account on its own, so the limit climbs to its
 //! ceiling; a local emulator that builds one answer at a time keeps it near a few. Pure
 //! arithmetic under a lock: no I/O, no timers.
 
@@ -42,11 +42,20 @@ struct State {
     last_update: Option<Instant>,
 }
 
-/// Where an adaptive limit starts: one account alone gives a clean baseline, and doubling from
+/// Where an adaptive limit starts: one account alone gives a clean baseline, and growing from
 /// there takes a few round trips.
 const INITIAL: f64 = 1.0;
-/// Below this ratio of fastest to observed latency, calls are queueing.
-const QUEUEING: f64 = 0.8;
+/// Calls up to this many times slower than the fastest of their kind are not queueing yet: a
+/// busy endpoint has some variance.
+const TOLERANCE: f64 = 2.0;
+/// However slow calls get, the limit falls by at most this factor's complement per update
+/// (calls still in flight report the load of a limit that is already lower).
+const GRADIENT_FLOOR: f64 = 0.5;
+/// How much of the newly computed limit is taken at each update: a moving average, so one
+/// burst of slow calls does not collapse it.
+const SMOOTHING: f64 = 0.2;
+/// How much the limit grows at each update of its slow start.
+const SLOW_START_GROWTH: f64 = 4.0;
 /// How often the limit moves, at most.
 const UPDATE_EVERY: Duration = Duration::from_millis(50);
 
@@ -98,17 +107,26 @@ impl Limiter {
         }
         st.last_update = Some(now);
         let ceiling = self.ceiling as f64;
+        let gradient = (TOLERANCE * st.gradient).clamp(GRADIENT_FLOOR, 1.0);
         if st.throttled {
             st.limit = (st.limit / 2.0).max(1.0);
             st.slow_start = false;
-        } else if st.slow_start && st.gradient >= QUEUEING {
-            st.limit = (st.limit * 2.0).min(ceiling);
+        } else if st.slow_start && gradient >= 1.0 {
+            // Samples come one round trip after the accounts started: grow fast while they say
+            // nothing queues.
+            st.limit = (st.limit * SLOW_START_GROWTH).min(ceiling);
         } else {
             st.slow_start = false;
-            st.limit = (st.limit * st.gradient.min(1.0) + st.limit.sqrt()).clamp(1.0, ceiling);
+            let target = st.limit * gradient + st.limit.sqrt();
+            st.limit = ((1.0 - SMOOTHING) * st.limit + SMOOTHING * target).clamp(1.0, ceiling);
         }
         st.throttled = false;
         st.samples = 0;
+        tracing::debug!(
+            limit = st.limit,
+            gradient = st.gradient,
+            "concurrency limit"
+        );
     }
 }
 
@@ -156,7 +174,7 @@ mod tests {
     fn flat_latency_climbs_to_the_ceiling() {
         let l = Limiter::adaptive(256);
         assert_eq!(l.limit(), 1);
-        feed(&l, 10, Duration::from_millis(50), false);
+        feed(&l, 4, Duration::from_millis(50), false);
         assert_eq!(l.limit(), 256);
     }
 
@@ -168,7 +186,7 @@ mod tests {
             let took = Duration::from_millis(10) * l.limit() as u32;
             feed(&l, 1, took, false);
         }
-        assert!((1..=4).contains(&l.limit()), "{}", l.limit());
+        assert!((1..=6).contains(&l.limit()), "{}", l.limit());
     }
 
     #[test]
