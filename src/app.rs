@@ -15,6 +15,7 @@ use crate::doctor;
 use crate::events::{Event, Reporter};
 use crate::filters::{Filters, Patterns};
 use crate::lock::{LockError, RunLock};
+use crate::model::Partition;
 use crate::organization;
 use crate::progress;
 use crate::report;
@@ -61,8 +62,14 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
         Command::Scan => {
             let mut file = config::load(&cli.accounts)?;
             let work = Work::start(&cli)?;
-            let engine =
-                engine(&cli, &work, options(&cli, ApplyOptions::default()), cancel).await?;
+            let engine = engine(
+                &cli,
+                &work,
+                options(&cli, ApplyOptions::default()),
+                cancel,
+                file.partition,
+            )
+            .await?;
             resolve_accounts(&engine.connector, &mut file).await?;
             let result = engine.scan(&file).await?;
             finish(&cli, &work.store, &result, &mut out, "report").await
@@ -145,14 +152,15 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
         Command::Accounts { format } => {
             let mut file = config::load(&cli.accounts)?;
             if file.organization.is_some() {
-                resolve_accounts(&connector(&cli, cli.call_timeout).await?, &mut file).await?;
+                let connector = connector(&cli, cli.call_timeout, file.partition).await?;
+                resolve_accounts(&connector, &mut file).await?;
             }
             let _ = out.write_all(report::accounts(&file.accounts, *format).as_bytes());
             Ok(exit::OK)
         }
         Command::Doctor { apply } => {
             let mut file = config::load(&cli.accounts)?;
-            let connector = connector(&cli, cli.call_timeout).await?;
+            let connector = connector(&cli, cli.call_timeout, file.partition).await?;
             resolve_accounts(&connector, &mut file).await?;
             let checks = doctor::check(
                 &connector,
@@ -210,9 +218,9 @@ async fn rollback_apply(
         ));
     }
     let work = Work::start(cli)?;
-    let (run, items) = work
+    let (run, items, targets) = work
         .store
-        .call(move |s| Ok((s.run(id)?, s.rollback_items(id, None)?)))
+        .call(move |s| Ok((s.run(id)?, s.rollback_items(id, None)?, s.run_targets(id)?)))
         .await?;
     if run.kind != "apply" {
         return Err(AppError::Usage(format!(
@@ -251,6 +259,7 @@ async fn rollback_apply(
             },
         ),
         cancel,
+        run_partition(&targets)?,
     )
     .await?;
     let result = engine.rollback(id).await?;
@@ -333,13 +342,30 @@ fn options(cli: &Cli, apply: ApplyOptions) -> RunOptions {
     }
 }
 
-async fn connector(cli: &Cli, call_timeout: Duration) -> Result<SdkConnector, AppError> {
+async fn connector(
+    cli: &Cli,
+    call_timeout: Duration,
+    partition: Partition,
+) -> Result<SdkConnector, AppError> {
     Ok(SdkConnector::load(&SdkSettings {
         endpoint_url: cli.endpoint_url.clone(),
+        partition,
         profile: cli.profile.clone(),
         call_timeout,
     })
     .await?)
+}
+
+/// The partition of a stored run's accounts (one run, one partition).
+fn run_partition(targets: &[AccountTarget]) -> Result<Partition, AppError> {
+    let first = targets.first().map_or(Partition::Aws, |t| t.partition);
+    match targets.iter().find(|t| t.partition != first) {
+        Some(t) => Err(AppError::Usage(format!(
+            "this run holds accounts of two partitions ({first} and {} for account {}); iamsweep works in one partition per run",
+            t.partition, t.id
+        ))),
+        None => Ok(first),
+    }
 }
 
 /// With `[organization]`, replaces the file's accounts by the discovered and merged list.
@@ -371,8 +397,9 @@ async fn engine(
     work: &Work,
     options: RunOptions,
     cancel: Cancel,
+    partition: Partition,
 ) -> Result<Engine<SdkConnector>, AppError> {
-    let connector = connector(cli, options.calls.call_timeout).await?;
+    let connector = connector(cli, options.calls.call_timeout, partition).await?;
     Ok(Engine {
         caller: Some(connector.caller_arn().to_owned()),
         connector,
@@ -457,9 +484,9 @@ async fn resume(
                 AppError::Usage("no unfinished run to resume (see `iamsweep runs`)".into())
             })?,
     };
-    let (run, (path, text, options_json)) = work
+    let (run, (path, text, options_json), targets) = work
         .store
-        .call(move |s| Ok((s.run(id)?, s.run_inputs(id)?)))
+        .call(move |s| Ok((s.run(id)?, s.run_inputs(id)?, s.run_targets(id)?)))
         .await?;
     if run.status == "completed" {
         return Err(AppError::Usage(format!(
@@ -482,7 +509,7 @@ async fn resume(
             "note: {path} changed since run {id} started; resuming with the accounts and options the run started with (kept in the database)"
         ),
     }
-    let engine = engine(cli, &work, options, cancel).await?;
+    let engine = engine(cli, &work, options, cancel, run_partition(&targets)?).await?;
     let result = engine.resume(id).await?;
     finish(cli, &work.store, &result, out, "apply").await
 }
@@ -541,7 +568,14 @@ async fn apply(
     let mut file = config::load(&cli.accounts)?;
     let work = Work::start(cli)?;
     let store = work.store.clone();
-    let engine = engine(cli, &work, self::options(cli, options), cancel).await?;
+    let engine = engine(
+        cli,
+        &work,
+        self::options(cli, options),
+        cancel,
+        file.partition,
+    )
+    .await?;
     if args.run.is_none() {
         resolve_accounts(&engine.connector, &mut file).await?;
     }
