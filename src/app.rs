@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::apply::ApplyOptions;
 use crate::aws::sdk::{SdkConnector, SdkSettings, SetupError};
-use crate::calls::{CallPolicy, RetryPolicy};
+use crate::calls::{CallPolicy, Meter, RetryPolicy};
 use crate::cancel::Cancel;
 use crate::cli::{ApplyArgs, Cli, Command};
 use crate::config::{self, AccountTarget, AccountsFile, ConfigError};
@@ -16,7 +16,7 @@ use crate::events::{Event, Reporter};
 use crate::filters::{Filters, Patterns};
 use crate::lock::{LockError, RunLock};
 use crate::model::Partition;
-use crate::organization;
+use crate::organization::{self, DiscoveryError};
 use crate::progress;
 use crate::report;
 use crate::run::{Engine, Halt, RunOptions, RunResult};
@@ -44,13 +44,19 @@ pub enum AppError {
     Endpoint(#[from] SetupError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
     #[error("{0}")]
     Usage(String),
 }
 
 impl AppError {
     pub fn exit_code(&self) -> u8 {
-        exit::USAGE
+        match self {
+            // AWS Organizations failed (after its retries): not a usage error.
+            AppError::Discovery(DiscoveryError::Aws(_)) => exit::FAILURES,
+            _ => exit::USAGE,
+        }
     }
 }
 
@@ -70,7 +76,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
                 file.partition,
             )
             .await?;
-            resolve_accounts(&engine.connector, &mut file).await?;
+            resolve_accounts(&engine.connector, &mut file, engine.options.calls).await?;
             let result = engine.scan(&file).await?;
             finish(&cli, &work.store, &result, &mut out, "report").await
         }
@@ -153,7 +159,8 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
             let mut file = config::load(&cli.accounts)?;
             if file.organization.is_some() {
                 let connector = connector(&cli, cli.call_timeout, file.partition).await?;
-                resolve_accounts(&connector, &mut file).await?;
+                let calls = options(&cli, ApplyOptions::default()).calls;
+                resolve_accounts(&connector, &mut file, calls).await?;
             }
             let _ = out.write_all(report::accounts(&file.accounts, *format).as_bytes());
             Ok(exit::OK)
@@ -161,13 +168,14 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
         Command::Doctor { apply } => {
             let mut file = config::load(&cli.accounts)?;
             let connector = connector(&cli, cli.call_timeout, file.partition).await?;
-            resolve_accounts(&connector, &mut file).await?;
+            let calls = options(&cli, ApplyOptions::default()).calls;
+            resolve_accounts(&connector, &mut file, calls).await?;
             let checks = doctor::check(
                 &connector,
                 &file.accounts,
                 *apply,
                 cli.concurrency as usize,
-                options(&cli, ApplyOptions::default()).calls,
+                calls,
             )
             .await;
             let _ = out.write_all(report::doctor(&checks).as_bytes());
@@ -368,21 +376,21 @@ fn run_partition(targets: &[AccountTarget]) -> Result<Partition, AppError> {
     }
 }
 
-/// With `[organization]`, replaces the file's accounts by the discovered and merged list.
+/// With `[organization]`, replaces the file's accounts by the discovered and merged list. Its
+/// calls are paced, retried and counted like IAM's, at Organizations' own rate; their counts
+/// are said on stderr.
 async fn resolve_accounts(
     connector: &SdkConnector,
     file: &mut AccountsFile,
+    calls: CallPolicy,
 ) -> Result<(), AppError> {
     let Some(spec) = file.organization.clone() else {
         return Ok(());
     };
-    let reader = connector
-        .organization(&spec)
-        .await
-        .map_err(|e| AppError::Usage(format!("cannot read the organization: {e}")))?;
-    file.accounts = organization::resolve(file, Some(&reader))
-        .await
-        .map_err(|e| AppError::Usage(e.to_string()))?;
+    let meter = Meter::new(calls.for_organizations());
+    let resolved = organization::resolve(file, &meter, || connector.organization(&spec)).await;
+    eprintln!("{}", report::organization_calls(&meter.counts()));
+    file.accounts = resolved?;
     if file.accounts.is_empty() {
         return Err(AppError::Usage(format!(
             "{}: the [organization] filters select no account (see `iamsweep accounts`)",
@@ -577,7 +585,7 @@ async fn apply(
     )
     .await?;
     if args.run.is_none() {
-        resolve_accounts(&engine.connector, &mut file).await?;
+        resolve_accounts(&engine.connector, &mut file, engine.options.calls).await?;
     }
 
     let source = match args.run {
