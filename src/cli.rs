@@ -34,7 +34,9 @@ pub struct Cli {
     )]
     pub accounts: PathBuf,
 
-    /// Send AWS requests here (an emulator, a VPC endpoint). http:// only on loopback.
+    /// Send every AWS request (STS, IAM, Organizations) here: an emulator or a proxy. It beats
+    /// AWS_ENDPOINT_URL*; for one service's endpoint (a VPC endpoint) use
+    /// AWS_ENDPOINT_URL_<SERVICE> or the AWS config file's [services]. http:// only on loopback.
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
 

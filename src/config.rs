@@ -771,6 +771,28 @@ assume_role = false
     }
 
     #[test]
+    fn the_documented_examples_parse() {
+        let example = parse("accounts.toml", include_str!("../accounts.toml")).unwrap();
+        assert_eq!(example.partition, Partition::Aws);
+        let readme = include_str!("../README.md");
+        let blocks: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap())
+            .collect();
+        assert!(blocks.len() >= 3, "{}", blocks.len());
+        let partitions: Vec<Partition> = blocks
+            .iter()
+            .map(|b| {
+                parse("README.md", b)
+                    .unwrap_or_else(|e| panic!("{e}\n{b}"))
+                    .partition
+            })
+            .collect();
+        assert!(partitions.contains(&Partition::AwsUsGov), "{partitions:?}");
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = parse_err("[[account]]\nid = \"111111111111\"\nrole = \"x\"\n");
         assert!(e.starts_with("accounts.toml:3: "), "{e}");

@@ -1416,6 +1416,21 @@ mod tests {
         .unwrap();
         assert_eq!(c.resolved(Service::Iam).await.unwrap().url, local);
         assert_eq!(c.resolved(Service::Organizations).await.unwrap().url, local);
+        // Turned off as the SDK defines it: the configured endpoint is not used, so not refused.
+        let c = connector(
+            &settings(Partition::Aws, None),
+            &[
+                ("AWS_ENDPOINT_URL_IAM", plain),
+                ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            c.resolved(Service::Iam).await.unwrap().url,
+            "https://iam.amazonaws.com"
+        );
     }
 
     /// Credentials that count how often they are asked for.
