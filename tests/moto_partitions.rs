@@ -151,13 +151,13 @@ fn partition_end_to_end(account: &str, partition: &str, region: &str) {
     let script = stdout(&w.iamsweep(&["rollback", "2"]));
     assert!(
         script.contains(&format!(
-            "aws sts assume-role --region {region} --role-arn arn:{partition}:iam::{account}:role/IamSweepRole"
+            "aws sts assume-role --role-arn arn:{partition}:iam::{account}:role/IamSweepRole --role-session-name iamsweep-rollback --region {region}"
         )),
         "{script}"
     );
     assert!(
         script.contains(&format!(
-            "aws iam attach-user-policy --region {region} --user-name alice --policy-arn {arn}"
+            "aws iam attach-user-policy --user-name alice --policy-arn {arn} --region {region}"
         )),
         "{script}"
     );

@@ -103,7 +103,7 @@ fn rollback_script(run_id: i64, items: &[RollbackItem], targets: &[AccountTarget
     );
     out.push_str(
         "# Fails the script when a policy is not attached to its user after the re-attach.\n\
-check() {\n  n=$(aws iam list-attached-user-policies --region \"$3\" --user-name \"$1\" \\\n    --query \"length(AttachedPolicies[?PolicyArn=='$2'])\" --output text)\n  [ \"$n\" = 1 ] || { echo \"not attached: $2 to user $1\" >&2; exit 1; }\n}\n",
+check() {\n  n=$(aws iam list-attached-user-policies --user-name \"$1\" --region \"$3\" \\\n    --query \"length(AttachedPolicies[?PolicyArn=='$2'])\" --output text)\n  [ \"$n\" = 1 ] || { echo \"not attached: $2 to user $1\" >&2; exit 1; }\n}\n",
     );
     for account in accounts {
         let mine: Vec<&RollbackItem> = items.iter().filter(|i| i.account_id == account).collect();
@@ -131,7 +131,7 @@ check() {\n  n=$(aws iam list-attached-user-policies --region \"$3\" --user-name
             }) => {
                 let _ = writeln!(
                     out,
-                    "  # Credentials for the account: the role run {run_id} used.\n  creds=$(aws sts assume-role --region {region} --role-arn {} --role-session-name iamsweep-rollback{} \\\n    --query 'Credentials.[AccessKeyId,SecretAccessKey,SessionToken]' --output text)\n  set -- $creds\n  export AWS_ACCESS_KEY_ID=\"$1\" AWS_SECRET_ACCESS_KEY=\"$2\" AWS_SESSION_TOKEN=\"$3\"",
+                    "  # Credentials for the account: the role run {run_id} used.\n  creds=$(aws sts assume-role --role-arn {} --role-session-name iamsweep-rollback{} --region {region} \\\n    --query 'Credentials.[AccessKeyId,SecretAccessKey,SessionToken]' --output text)\n  set -- $creds\n  export AWS_ACCESS_KEY_ID=\"$1\" AWS_SECRET_ACCESS_KEY=\"$2\" AWS_SESSION_TOKEN=\"$3\"",
                     shell_quote(role_arn),
                     external_id.as_deref().map_or(String::new(), |x| format!(
                         " --external-id {}",
@@ -149,7 +149,7 @@ check() {\n  n=$(aws iam list-attached-user-policies --region \"$3\" --user-name
         for i in &mine {
             let _ = writeln!(
                 out,
-                "  aws iam attach-user-policy --region {region} --user-name {} --policy-arn {}",
+                "  aws iam attach-user-policy --user-name {} --policy-arn {} --region {region}",
                 shell_quote(&i.user_name),
                 shell_quote(&i.policy_arn)
             );
