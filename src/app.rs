@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::apply::ApplyOptions;
 use crate::aws::sdk::{SdkConnector, SdkSettings, SetupError};
-use crate::calls::{CallPolicy, RetryPolicy};
+use crate::calls::{CallPolicy, Meter, RetryPolicy};
 use crate::cancel::Cancel;
 use crate::cli::{ApplyArgs, Cli, Command};
 use crate::config::{self, AccountTarget, AccountsFile, ConfigError};
@@ -15,7 +15,8 @@ use crate::doctor;
 use crate::events::{Event, Reporter};
 use crate::filters::{Filters, Patterns};
 use crate::lock::{LockError, RunLock};
-use crate::organization;
+use crate::model::Partition;
+use crate::organization::{self, DiscoveryError};
 use crate::progress;
 use crate::report;
 use crate::run::{CONCURRENCY_CEILING, Engine, Halt, RunOptions, RunResult};
@@ -43,13 +44,19 @@ pub enum AppError {
     Endpoint(#[from] SetupError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
     #[error("{0}")]
     Usage(String),
 }
 
 impl AppError {
     pub fn exit_code(&self) -> u8 {
-        exit::USAGE
+        match self {
+            // AWS Organizations failed (after its retries): not a usage error.
+            AppError::Discovery(DiscoveryError::Aws(_)) => exit::FAILURES,
+            _ => exit::USAGE,
+        }
     }
 }
 
@@ -61,9 +68,15 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
         Command::Scan => {
             let mut file = config::load(&cli.accounts)?;
             let work = Work::start(&cli)?;
-            let engine =
-                engine(&cli, &work, options(&cli, ApplyOptions::default()), cancel).await?;
-            resolve_accounts(&engine.connector, &mut file).await?;
+            let engine = engine(
+                &cli,
+                &work,
+                options(&cli, ApplyOptions::default()),
+                cancel,
+                file.partition,
+            )
+            .await?;
+            resolve_accounts(&engine.connector, &mut file, engine.options.calls).await?;
             let result = engine.scan(&file).await?;
             finish(&cli, &work.store, &result, &mut out, "report").await
         }
@@ -145,21 +158,24 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
         Command::Accounts { format } => {
             let mut file = config::load(&cli.accounts)?;
             if file.organization.is_some() {
-                resolve_accounts(&connector(&cli, cli.call_timeout).await?, &mut file).await?;
+                let connector = connector(&cli, cli.call_timeout, file.partition).await?;
+                let calls = options(&cli, ApplyOptions::default()).calls;
+                resolve_accounts(&connector, &mut file, calls).await?;
             }
             let _ = out.write_all(report::accounts(&file.accounts, *format).as_bytes());
             Ok(exit::OK)
         }
         Command::Doctor { apply } => {
             let mut file = config::load(&cli.accounts)?;
-            let connector = connector(&cli, cli.call_timeout).await?;
-            resolve_accounts(&connector, &mut file).await?;
+            let connector = connector(&cli, cli.call_timeout, file.partition).await?;
+            let calls = options(&cli, ApplyOptions::default()).calls;
+            resolve_accounts(&connector, &mut file, calls).await?;
             let checks = doctor::check(
                 &connector,
                 &file.accounts,
                 *apply,
                 cli.concurrency.map_or(16, usize::from),
-                options(&cli, ApplyOptions::default()).calls,
+                calls,
             )
             .await;
             let _ = out.write_all(report::doctor(&checks).as_bytes());
@@ -210,9 +226,9 @@ async fn rollback_apply(
         ));
     }
     let work = Work::start(cli)?;
-    let (run, items) = work
+    let (run, items, targets) = work
         .store
-        .call(move |s| Ok((s.run(id)?, s.rollback_items(id, None)?)))
+        .call(move |s| Ok((s.run(id)?, s.rollback_items(id, None)?, s.run_targets(id)?)))
         .await?;
     if run.kind != "apply" {
         return Err(AppError::Usage(format!(
@@ -251,6 +267,7 @@ async fn rollback_apply(
             },
         ),
         cancel,
+        run_partition(&targets)?,
     )
     .await?;
     let result = engine.rollback(id).await?;
@@ -334,30 +351,47 @@ fn options(cli: &Cli, apply: ApplyOptions) -> RunOptions {
     }
 }
 
-async fn connector(cli: &Cli, call_timeout: Duration) -> Result<SdkConnector, AppError> {
+async fn connector(
+    cli: &Cli,
+    call_timeout: Duration,
+    partition: Partition,
+) -> Result<SdkConnector, AppError> {
     Ok(SdkConnector::load(&SdkSettings {
         endpoint_url: cli.endpoint_url.clone(),
+        partition,
         profile: cli.profile.clone(),
         call_timeout,
     })
     .await?)
 }
 
-/// With `[organization]`, replaces the file's accounts by the discovered and merged list.
+/// The partition of a stored run's accounts (one run, one partition).
+fn run_partition(targets: &[AccountTarget]) -> Result<Partition, AppError> {
+    let first = targets.first().map_or(Partition::Aws, |t| t.partition);
+    match targets.iter().find(|t| t.partition != first) {
+        Some(t) => Err(AppError::Usage(format!(
+            "this run holds accounts of two partitions ({first} and {} for account {}); iamsweep works in one partition per run",
+            t.partition, t.id
+        ))),
+        None => Ok(first),
+    }
+}
+
+/// With `[organization]`, replaces the file's accounts by the discovered and merged list. Its
+/// calls are paced, retried and counted like IAM's, at Organizations' own rate; their counts
+/// are said on stderr.
 async fn resolve_accounts(
     connector: &SdkConnector,
     file: &mut AccountsFile,
+    calls: CallPolicy,
 ) -> Result<(), AppError> {
     let Some(spec) = file.organization.clone() else {
         return Ok(());
     };
-    let reader = connector
-        .organization(&spec)
-        .await
-        .map_err(|e| AppError::Usage(format!("cannot read the organization: {e}")))?;
-    file.accounts = organization::resolve(file, Some(&reader))
-        .await
-        .map_err(|e| AppError::Usage(e.to_string()))?;
+    let meter = Meter::new(calls.for_organizations());
+    let resolved = organization::resolve(file, &meter, || connector.organization(&spec)).await;
+    eprintln!("{}", report::organization_calls(&meter.counts()));
+    file.accounts = resolved?;
     if file.accounts.is_empty() {
         return Err(AppError::Usage(format!(
             "{}: the [organization] filters select no account (see `iamsweep accounts`)",
@@ -372,8 +406,9 @@ async fn engine(
     work: &Work,
     options: RunOptions,
     cancel: Cancel,
+    partition: Partition,
 ) -> Result<Engine<SdkConnector>, AppError> {
-    let connector = connector(cli, options.calls.call_timeout).await?;
+    let connector = connector(cli, options.calls.call_timeout, partition).await?;
     Ok(Engine {
         caller: Some(connector.caller_arn().to_owned()),
         connector,
@@ -458,9 +493,9 @@ async fn resume(
                 AppError::Usage("no unfinished run to resume (see `iamsweep runs`)".into())
             })?,
     };
-    let (run, (path, text, options_json)) = work
+    let (run, (path, text, options_json), targets) = work
         .store
-        .call(move |s| Ok((s.run(id)?, s.run_inputs(id)?)))
+        .call(move |s| Ok((s.run(id)?, s.run_inputs(id)?, s.run_targets(id)?)))
         .await?;
     if run.status == "completed" {
         return Err(AppError::Usage(format!(
@@ -478,7 +513,7 @@ async fn resume(
             "note: {path} changed since run {id} started; resuming with the accounts and options the run started with (kept in the database)"
         ),
     }
-    let engine = engine(cli, &work, options, cancel).await?;
+    let engine = engine(cli, &work, options, cancel, run_partition(&targets)?).await?;
     let result = engine.resume(id).await?;
     let next = match run.kind.as_str() {
         "scan" => "report",
@@ -542,9 +577,16 @@ async fn apply(
     let mut file = config::load(&cli.accounts)?;
     let work = Work::start(cli)?;
     let store = work.store.clone();
-    let engine = engine(cli, &work, self::options(cli, options), cancel).await?;
+    let engine = engine(
+        cli,
+        &work,
+        self::options(cli, options),
+        cancel,
+        file.partition,
+    )
+    .await?;
     if args.run.is_none() {
-        resolve_accounts(&engine.connector, &mut file).await?;
+        resolve_accounts(&engine.connector, &mut file, engine.options.calls).await?;
     }
 
     let source = match args.run {

@@ -137,6 +137,25 @@ impl Default for CallPolicy {
     }
 }
 
+/// Calls per second to AWS Organizations. Its quotas hold for the whole organization (every
+/// call is made with the management account's credentials) and allow only a few requests per
+/// second, so its walk is paced on its own, below that, whatever IAM's pace.
+pub const ORGANIZATIONS_RATE: f64 = 4.0;
+
+impl CallPolicy {
+    /// The policy of the Organizations walk: the same retries and call timeout, at
+    /// Organizations' pace (or the user's `--max-rate`, if slower).
+    pub fn for_organizations(self) -> Self {
+        Self {
+            rate: Some(
+                self.rate
+                    .map_or(ORGANIZATIONS_RATE, |r| r.min(ORGANIZATIONS_RATE)),
+            ),
+            ..self
+        }
+    }
+}
+
 /// One account's metering: shared by its connect and its client.
 pub struct Meter {
     counts: Mutex<CallCounts>,

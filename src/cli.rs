@@ -13,7 +13,7 @@ use crate::report::{Format, RollbackFormat};
     name = "iamsweep",
     version,
     about = "Detach IAM managed policies that users hold both directly and through a group, across many AWS accounts, without a user losing a permission for a second",
-    after_help = "Exit codes: 0 all done; 1 done, but some accounts or actions failed; 2 bad usage, configuration or database (nothing was changed); 130 interrupted by Ctrl-C (continue with `iamsweep resume`)."
+    after_help = "Exit codes: 0 all done; 1 done, but some accounts or actions failed (or AWS Organizations could not be listed); 2 bad usage, configuration or database (nothing was changed); 130 interrupted by Ctrl-C (continue with `iamsweep resume`)."
 )]
 pub struct Cli {
     /// The SQLite audit database (created with mode 0600).
@@ -34,7 +34,9 @@ pub struct Cli {
     )]
     pub accounts: PathBuf,
 
-    /// Send AWS requests here (an emulator, a VPC endpoint). http:// only on loopback.
+    /// Send every AWS request (STS, IAM, Organizations) here: an emulator or a proxy. It beats
+    /// AWS_ENDPOINT_URL*; for one service's endpoint (a VPC endpoint) use
+    /// AWS_ENDPOINT_URL_<SERVICE> or the AWS config file's [services]. http:// only on loopback.
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
 

@@ -75,6 +75,9 @@ pub struct AccountsFile {
     /// The `[[account]]` entries (after `organization::resolve`, every account to work on).
     pub accounts: Vec<AccountTarget>,
     pub organization: Option<OrgSpec>,
+    /// The one partition every account of the file is in: every client (the base credential
+    /// chain, STS, IAM, Organizations) is built for it.
+    pub partition: Partition,
     defaults: RawDefaults,
 }
 
@@ -97,6 +100,7 @@ impl AccountsFile {
     /// An accounts file as a run stored it: its text and the accounts the run worked on.
     pub fn stored(path: String, text: String, accounts: Vec<AccountTarget>) -> Self {
         Self {
+            partition: accounts.first().map_or(Partition::Aws, |a| a.partition),
             path,
             text,
             accounts,
@@ -126,7 +130,8 @@ impl AccountsFile {
             exclude_policies: None,
             only_policies: None,
         };
-        let mut target = resolve_account(&self.path, &self.text, raw, &self.defaults)?;
+        let mut target =
+            resolve_account(&self.path, &self.text, raw, &self.defaults, self.partition)?;
         target.origin = Some(origin.to_owned());
         Ok(target)
     }
@@ -220,6 +225,11 @@ pub fn parse(path: &str, text: &str) -> Result<AccountsFile, ConfigError> {
     };
     let raw: RawFile = toml::from_str(text).map_err(|e| err(e.span(), e.message().to_owned()))?;
     let defaults = raw.defaults.unwrap_or_default();
+    let management_arn = raw
+        .organization
+        .as_ref()
+        .and_then(|o| o.get_ref().management_role_arn.clone());
+    let partition = run_partition(path, text, &defaults, management_arn.as_ref(), &raw.account)?;
     let organization = raw
         .organization
         .map(|o| parse_organization(path, text, o))
@@ -237,7 +247,7 @@ pub fn parse(path: &str, text: &str) -> Result<AccountsFile, ConfigError> {
         let a = entry.into_inner();
         let id_span = a.id.span();
         let line = line_of(text, id_span.start);
-        let target = resolve_account(path, text, a, &defaults)?;
+        let target = resolve_account(path, text, a, &defaults, partition)?;
         if let Some(first) = seen.insert(target.id.to_string(), line) {
             return Err(err(
                 Some(id_span),
@@ -254,6 +264,7 @@ pub fn parse(path: &str, text: &str) -> Result<AccountsFile, ConfigError> {
         text: text.to_owned(),
         accounts,
         organization,
+        partition,
         defaults,
     };
     if file.accounts.is_empty() {
@@ -349,12 +360,73 @@ fn check_ou_id(id: &str) -> Result<(), String> {
     }
 }
 
-/// One `[[account]]` entry, with `[defaults]` applied.
+/// The partition of the whole file, from whichever of `partition` (in `[defaults]` or an
+/// account), an account's `role_arn` or `management_role_arn` names one (`aws` if none does).
+/// They must all agree: one run reaches one partition, whose credentials and endpoints are of
+/// no use in another.
+fn run_partition(
+    path: &str,
+    text: &str,
+    defaults: &RawDefaults,
+    management_role_arn: Option<&Spanned<String>>,
+    accounts: &[Spanned<RawAccount>],
+) -> Result<Partition, ConfigError> {
+    // (partition, where it was said, which key said it)
+    let mut claims: Vec<(Partition, Range<usize>, &str)> = Vec::new();
+    let named = |p: &Spanned<String>| Partition::parse(p.get_ref()).ok();
+    // An ARN's partition; a malformed ARN is reported by its own check.
+    let of_arn = |a: &Spanned<String>| {
+        a.get_ref()
+            .split(':')
+            .nth(1)
+            .and_then(|p| Partition::parse(p).ok())
+    };
+    if let Some(p) = &defaults.partition
+        && let Some(part) = named(p)
+    {
+        claims.push((part, p.span(), "partition"));
+    }
+    if let Some(arn) = management_role_arn
+        && let Some(part) = of_arn(arn)
+    {
+        claims.push((part, arn.span(), "management_role_arn"));
+    }
+    for a in accounts {
+        let a = a.get_ref();
+        if let Some(p) = &a.partition
+            && let Some(part) = named(p)
+        {
+            claims.push((part, p.span(), "partition"));
+        }
+        if let Some(arn) = &a.role_arn
+            && let Some(part) = of_arn(arn)
+        {
+            claims.push((part, arn.span(), "role_arn"));
+        }
+    }
+    let Some((first, first_span, first_key)) = claims.first().cloned() else {
+        return Ok(Partition::Aws);
+    };
+    if let Some((other, span, key)) = claims.iter().find(|(p, ..)| *p != first) {
+        return Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            line: line_of(text, span.start),
+            message: format!(
+                "key `{key}`: partition {other}, but line {} (`{first_key}`) is in partition {first}; one run works in one partition (its credentials and endpoints are of no use in another): use one accounts file per partition",
+                line_of(text, first_span.start)
+            ),
+        });
+    }
+    Ok(first)
+}
+
+/// One `[[account]]` entry, with `[defaults]` applied; `run_partition` is the file's.
 fn resolve_account(
     path: &str,
     text: &str,
     a: RawAccount,
     defaults: &RawDefaults,
+    run_partition: Partition,
 ) -> Result<AccountTarget, ConfigError> {
     let err = |span: Option<Range<usize>>, message: String| ConfigError::Invalid {
         path: path.to_owned(),
@@ -370,7 +442,7 @@ fn resolve_account(
     let partition = match pick(&a.partition, &defaults.partition) {
         Some(p) => Partition::parse(p.get_ref())
             .map_err(|m| err(Some(p.span()), format!("key `partition`: {m}")))?,
-        None => Partition::Aws,
+        None => run_partition,
     };
     let assume_role = a
         .assume_role
@@ -623,6 +695,101 @@ assume_role = false
             Some("arn:aws-cn:iam::111111111111:role/IamSweepRole")
         );
         assert_eq!(a[0].partition.iam_region(), "cn-north-1");
+    }
+
+    #[test]
+    fn the_partition_comes_from_a_role_arn_or_the_management_role() {
+        let f = parse(
+            "accounts.toml",
+            "[[account]]\nid = \"111111111111\"\nrole_arn = \"arn:aws-us-gov:iam::111111111111:role/x\"\n\n[[account]]\nid = \"222222222222\"\n",
+        )
+        .unwrap();
+        assert_eq!(f.partition, Partition::AwsUsGov);
+        // The account without a role ARN follows the file's partition.
+        assert_eq!(
+            f.accounts[1].role_arn(),
+            Some("arn:aws-us-gov:iam::222222222222:role/IamSweepRole")
+        );
+        let f = parse(
+            "accounts.toml",
+            "[organization]\nmanagement_role_arn = \"arn:aws-cn:iam::999999999999:role/OrgReader\"\n",
+        )
+        .unwrap();
+        assert_eq!(f.partition, Partition::AwsCn);
+        let found = f
+            .discovered(&AccountId::parse("333333333333").unwrap(), "x", "Root")
+            .unwrap();
+        assert_eq!(found.partition, Partition::AwsCn);
+        assert_eq!(
+            found.role_arn(),
+            Some("arn:aws-cn:iam::333333333333:role/IamSweepRole")
+        );
+        assert_eq!(
+            parse("accounts.toml", "[[account]]\nid = \"111111111111\"\n")
+                .unwrap()
+                .partition,
+            Partition::Aws
+        );
+    }
+
+    #[test]
+    fn mixed_partitions_are_refused_with_both_lines() {
+        // Each way of naming a partition, against [defaults] partition = "aws-us-gov".
+        for (entry, line, key) in [
+            ("partition = \"aws\"", 5, "partition"),
+            (
+                "role_arn = \"arn:aws-cn:iam::111111111111:role/x\"",
+                5,
+                "role_arn",
+            ),
+        ] {
+            let e = parse_err(&format!(
+                "[defaults]\npartition = \"aws-us-gov\"\n[[account]]\nid = \"111111111111\"\n{entry}\n"
+            ));
+            assert!(
+                e.starts_with(&format!("accounts.toml:{line}: key `{key}`: partition ")),
+                "{e}"
+            );
+            assert!(
+                e.contains("but line 2 (`partition`) is in partition aws-us-gov"),
+                "{e}"
+            );
+            assert!(e.contains("one accounts file per partition"), "{e}");
+        }
+        let e = parse_err(
+            "[organization]\nmanagement_role_arn = \"arn:aws:iam::999999999999:role/OrgReader\"\n\n[[account]]\nid = \"111111111111\"\npartition = \"aws-cn\"\n",
+        );
+        assert!(
+            e.starts_with("accounts.toml:6: key `partition`: partition aws-cn, but line 2 (`management_role_arn`) is in partition aws"),
+            "{e}"
+        );
+        // Two accounts, each consistent on its own, in two partitions.
+        let e = parse_err(
+            "[[account]]\nid = \"111111111111\"\nrole_arn = \"arn:aws:iam::111111111111:role/x\"\n[[account]]\nid = \"222222222222\"\nrole_arn = \"arn:aws-us-gov:iam::222222222222:role/x\"\n",
+        );
+        assert!(e.starts_with("accounts.toml:6: key `role_arn`"), "{e}");
+    }
+
+    #[test]
+    fn the_documented_examples_parse() {
+        let example = parse("accounts.toml", include_str!("../accounts.toml")).unwrap();
+        assert_eq!(example.partition, Partition::Aws);
+        let readme = include_str!("../README.md");
+        let blocks: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap())
+            .collect();
+        assert!(blocks.len() >= 3, "{}", blocks.len());
+        let partitions: Vec<Partition> = blocks
+            .iter()
+            .map(|b| {
+                parse("README.md", b)
+                    .unwrap_or_else(|e| panic!("{e}\n{b}"))
+                    .partition
+            })
+            .collect();
+        assert!(partitions.contains(&Partition::AwsUsGov), "{partitions:?}");
     }
 
     #[test]

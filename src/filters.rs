@@ -131,6 +131,21 @@ mod tests {
     }
 
     #[test]
+    fn one_pattern_names_a_managed_policy_in_every_partition() {
+        // The documented examples (README, accounts.toml) hold in GovCloud and China too.
+        let f = Filters {
+            only_policies: pats(&["arn:*:iam::aws:policy/*"]),
+            exclude_policies: pats(&["arn:*:iam::aws:policy/AdministratorAccess"]),
+            ..Filters::default()
+        };
+        for p in ["aws", "aws-us-gov", "aws-cn"] {
+            assert!(f.policy_selected(&format!("arn:{p}:iam::aws:policy/ReadOnlyAccess")));
+            assert!(!f.policy_selected(&format!("arn:{p}:iam::aws:policy/AdministratorAccess")));
+            assert!(!f.policy_selected(&format!("arn:{p}:iam::111111111111:policy/Mine")));
+        }
+    }
+
+    #[test]
     fn invalid_glob_is_named() {
         let err = Patterns::new(vec!["a[".into()]).unwrap_err();
         assert!(err.contains("`a[`"), "{err}");

@@ -99,12 +99,37 @@ impl Partition {
         }
     }
 
-    /// The region IAM (and STS, for our purposes) is signed for in this partition.
+    /// The partition's home region: where IAM is signed for, and where iamsweep sends STS
+    /// (the base credential chain's too) unless an endpoint is configured for it.
     pub fn iam_region(self) -> &'static str {
         match self {
             Self::Aws => "us-east-1",
             Self::AwsCn => "cn-north-1",
             Self::AwsUsGov => "us-gov-west-1",
+        }
+    }
+
+    /// The one region AWS Organizations is served from in this partition (in China it is not
+    /// the IAM region).
+    pub fn organizations_region(self) -> &'static str {
+        match self {
+            Self::Aws => "us-east-1",
+            Self::AwsCn => "cn-northwest-1",
+            Self::AwsUsGov => "us-gov-west-1",
+        }
+    }
+
+    /// The partition a region belongs to, for the three partitions iamsweep supports; `None`
+    /// for any other (the ISO partitions).
+    pub fn of_region(region: &str) -> Option<Self> {
+        if region.starts_with("us-gov-") {
+            Some(Self::AwsUsGov)
+        } else if region.starts_with("cn-") {
+            Some(Self::AwsCn)
+        } else if region.contains("-iso") {
+            None
+        } else {
+            Some(Self::Aws)
         }
     }
 }
@@ -126,6 +151,22 @@ mod tests {
         assert!(AccountId::parse("1111111111111").is_err());
         assert!(AccountId::parse("11111111111a").is_err());
         assert!(AccountId::parse("１１１１１１１１１１１１").is_err());
+    }
+
+    #[test]
+    fn regions_belong_to_their_partition() {
+        assert_eq!(
+            Partition::of_region("us-gov-east-1"),
+            Some(Partition::AwsUsGov)
+        );
+        assert_eq!(
+            Partition::of_region("cn-northwest-1"),
+            Some(Partition::AwsCn)
+        );
+        assert_eq!(Partition::of_region("eu-west-1"), Some(Partition::Aws));
+        assert_eq!(Partition::of_region("us-iso-east-1"), None);
+        assert_eq!(Partition::AwsCn.organizations_region(), "cn-northwest-1");
+        assert_eq!(Partition::AwsCn.iam_region(), "cn-north-1");
     }
 
     #[test]

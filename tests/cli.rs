@@ -30,6 +30,10 @@ fn config_errors_exit_2_naming_file_line_and_key() {
             "[[account]]\nid = \"111111111111\"\nrole_arn = \"arn:aws:iam::111111111111:user/x\"\n",
             "accounts.toml:3: key `role_arn`: `arn:aws:iam::111111111111:user/x` is not a role ARN",
         ),
+        (
+            "[defaults]\npartition = \"aws-us-gov\"\n[[account]]\nid = \"111111111111\"\n[[account]]\nid = \"222222222222\"\nrole_arn = \"arn:aws:iam::222222222222:role/x\"\n",
+            "accounts.toml:7: key `role_arn`: partition aws, but line 2 (`partition`) is in partition aws-us-gov; one run works in one partition",
+        ),
     ] {
         let (w, out) = scan_with(toml);
         assert_exit(&out, 2);
@@ -63,6 +67,29 @@ fn a_plaintext_endpoint_off_this_machine_is_refused() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_plaintext_endpoint_set_for_one_service_is_refused() {
+    let w = Workdir::new("[[account]]\nid = \"111111111111\"\n");
+    for (var, service) in [
+        (
+            "AWS_ENDPOINT_URL_STS",
+            "STS (base credential chain) endpoint",
+        ),
+        ("AWS_ENDPOINT_URL_IAM", "IAM endpoint"),
+        ("AWS_ENDPOINT_URL_ORGANIZATIONS", "Organizations endpoint"),
+    ] {
+        let out = w.iamsweep_env(&["doctor"], &[(var, "http://192.0.2.10:5000")]);
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "error: {service}: refusing plaintext endpoint `http://192.0.2.10:5000"
+            )),
+            "{var}: {err}"
+        );
+    }
 }
 
 #[test]

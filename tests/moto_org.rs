@@ -339,3 +339,132 @@ fn doctor_checks_every_account_and_changes_nothing() {
     });
     assert!(!w.db().exists(), "doctor writes no database");
 }
+
+/// The Organizations actions of a walk, as the proxy names them.
+const WALK: [&str; 3] = [
+    "ListRoots",
+    "ListOrganizationalUnitsForParent",
+    "ListAccountsForParent",
+];
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn a_throttled_organization_walk_is_paced_retried_and_counted() {
+    use common::proxy::{Fault, Proxy};
+    use std::time::Duration;
+
+    // An organization of its own: the management account, one in the root, two in an OU.
+    let management = "100000000701";
+    let members: BTreeSet<String> = block_on(async {
+        let client = organizations_for(management).await;
+        client
+            .create_organization()
+            .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+            .send()
+            .await
+            .expect("create organization");
+        let root = client.list_roots().send().await.unwrap().roots()[0]
+            .id()
+            .unwrap()
+            .to_owned();
+        let ou = client
+            .create_organizational_unit()
+            .parent_id(&root)
+            .name("prod")
+            .send()
+            .await
+            .unwrap()
+            .organizational_unit()
+            .unwrap()
+            .id()
+            .unwrap()
+            .to_owned();
+        let mut ids = BTreeSet::from([management.to_owned()]);
+        for (i, name) in ["t1", "t2", "t3"].into_iter().enumerate() {
+            let id = client
+                .create_account()
+                .account_name(name)
+                .email(format!("{name}@throttle.example.test"))
+                .send()
+                .await
+                .unwrap()
+                .create_account_status()
+                .unwrap()
+                .account_id()
+                .unwrap()
+                .to_owned();
+            if i > 0 {
+                client
+                    .move_account()
+                    .account_id(&id)
+                    .source_parent_id(&root)
+                    .destination_parent_id(&ou)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            ids.insert(id);
+        }
+        ids
+    });
+    let w = Workdir::new(&format!(
+        "[organization]\nmanagement_role_arn = \"arn:aws:iam::{management}:role/OrgReader\"\n"
+    ));
+
+    // Organizations refuses every other request, as AWS refuses a burst.
+    let proxy = Proxy::start(&moto_url());
+    proxy.set_schedule(|seen| {
+        (WALK.contains(&seen.action.as_str()) && seen.nth % 2 == 1).then_some(Fault::Throttle)
+    });
+    let (out, took) = w.iamsweep_via(
+        &proxy.url,
+        &["accounts", "--format", "json"],
+        Duration::from_secs(120),
+    );
+    assert_exit(&out, 0);
+    let listed: BTreeSet<String> = serde_json::from_str::<Value>(&stdout(&out))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, members, "the throttled walk found every account");
+    // What iamsweep says it sent is what reached the network, throttled requests included.
+    let received = proxy.received();
+    let sent = |action: &str| received.get(action).copied().unwrap_or(0);
+    let throttled: u64 = proxy.faults().values().sum();
+    let walk_calls: u64 = WALK.iter().map(|a| sent(a)).sum();
+    assert_eq!(throttled * 2, walk_calls, "{received:?}");
+    let line = format!(
+        "organization: {} AWS calls (AssumeRole 1, ListRoots {}, ListOrganizationalUnitsForParent {}, ListAccountsForParent {}); {throttled} throttled, 0 failed",
+        walk_calls + 1,
+        sent("ListRoots"),
+        sent("ListOrganizationalUnitsForParent"),
+        sent("ListAccountsForParent"),
+    );
+    assert!(stderr(&out).contains(&line), "{line}\n{}", stderr(&out));
+    // Paced at Organizations' rate (4 a second), throttled retries included.
+    assert!(
+        took >= Duration::from_secs_f64((walk_calls - 1) as f64 / 4.0),
+        "{walk_calls} calls in {took:?}"
+    );
+
+    // A walk that keeps failing ends the command with exit 1 and the error; no run starts.
+    proxy.reset_counts();
+    proxy.set_schedule(|seen| (seen.action == "ListAccountsForParent").then_some(Fault::Error500));
+    let (out, _) = w.iamsweep_via(&proxy.url, &["scan"], Duration::from_secs(120));
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: cannot list the organization's accounts: InternalFailure: injected"),
+        "{err}"
+    );
+    // Retried as a read (4 attempts), then given up.
+    assert_eq!(proxy.received()["ListAccountsForParent"], 4);
+    assert!(
+        err.contains("ListAccountsForParent 4); 0 throttled, 4 failed"),
+        "{err}"
+    );
+    assert_eq!(w.sql::<i64>("SELECT count(*) FROM runs"), 0);
+}

@@ -136,6 +136,11 @@ fn rollback_lists_and_restores_exactly_what_apply_detached() {
     for line in calls.lines() {
         let (args, key) = line.rsplit_once("key=").unwrap();
         let args: Vec<&str> = args.split('\u{1f}').filter(|a| !a.is_empty()).collect();
+        // Every call names the partition's region, whatever the profile's is.
+        assert!(
+            args.windows(2).any(|w| w == ["--region", "us-east-1"]),
+            "{args:?}"
+        );
         match &args[..2] {
             ["sts", "assume-role"] => {
                 current = account_of_role(args[3]);

@@ -1,21 +1,30 @@
-//! The real AWS adapter: the only file that names `aws_config` and `aws_sdk_*`. Builds one IAM
-//! client per account (own retry partition, refreshing assumed-role credentials) and maps SDK
-//! errors to [`AwsError`].
+//! The real AWS adapter: the only file that names `aws_config` and `aws_sdk_*`. Builds every
+//! client (STS, IAM per account, Organizations) for one partition, refuses plaintext endpoints
+//! off loopback whatever set them, and maps SDK errors to [`AwsError`]. It decides no retry:
+//! each SDK call is one HTTP attempt.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+use aws_sdk_iam::config::IdentityCache;
 use aws_sdk_iam::config::retry::RetryPartition;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::operation::RequestId;
 use aws_sdk_iam::types::EntityType;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_types::SdkConfig;
 use aws_types::region::Region;
+use aws_types::service_config::ServiceConfigKey;
 
 use super::{
     AttachedPolicy, AuthDetailsPage, AwsError, Connector, Decision, ErrorKind, GroupDetail,
@@ -39,7 +48,12 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Settings for reaching AWS, from the command line and environment.
 #[derive(Clone, Debug)]
 pub struct SdkSettings {
+    /// `--endpoint-url`: an emulator or a proxy that takes every service's requests. A single
+    /// service's endpoint (a VPC endpoint) is configured as the SDK defines it:
+    /// `AWS_ENDPOINT_URL_<SERVICE>` or a `[services]` section of the AWS config file.
     pub endpoint_url: Option<String>,
+    /// The partition every client is built for (from accounts.toml).
+    pub partition: Partition,
     pub profile: Option<String>,
     /// The longest one call may take, from sending to the last byte of its answer: bounds the
     /// time to first byte, the read and the whole operation of every STS, IAM and
@@ -51,6 +65,7 @@ impl Default for SdkSettings {
     fn default() -> Self {
         Self {
             endpoint_url: None,
+            partition: Partition::Aws,
             profile: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
         }
@@ -98,45 +113,172 @@ pub fn check_endpoint(url: &str) -> Result<(), SetupError> {
     }
 }
 
-/// Connects to real AWS (or an emulator at the endpoint) with the standard credential chain.
+/// The clients iamsweep builds, named as the SDK reads their endpoint settings
+/// (`AWS_ENDPOINT_URL_<ID>`, `[services]` sections of the AWS config file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// STS as the base credential chain reaches it (`source_profile`, web identity): the SDK
+    /// builds that client itself, from the environment and the config file only, so
+    /// `--endpoint-url` does not apply to it.
+    CredentialChain,
+    Sts,
+    Iam,
+    Organizations,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [
+        Service::CredentialChain,
+        Service::Sts,
+        Service::Iam,
+        Service::Organizations,
+    ];
+
+    /// The SDK's service id: `AWS_ENDPOINT_URL_STS`, `[services x] sts = ...`.
+    fn sdk_id(self) -> &'static str {
+        match self {
+            Service::CredentialChain | Service::Sts => "STS",
+            Service::Iam => "IAM",
+            Service::Organizations => "Organizations",
+        }
+    }
+
+    /// Where the service is reached in `partition` when no endpoint is configured for it.
+    fn home_region(self, partition: Partition) -> &'static str {
+        match self {
+            Service::Organizations => partition.organizations_region(),
+            _ => partition.iam_region(),
+        }
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Service::CredentialChain => f.write_str("STS (base credential chain)"),
+            other => f.write_str(other.sdk_id()),
+        }
+    }
+}
+
+/// Where a client sends its requests and the region it signs them for, as the SDK resolved
+/// them for a request it was stopped from sending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub url: String,
+    pub signing_region: String,
+}
+
+/// Records the first request a client is about to send, then stops it: the SDK's own endpoint
+/// resolution and signing, without a byte on the network.
+#[derive(Clone, Debug, Default)]
+struct Probe(Arc<Mutex<Option<Resolved>>>);
+
+impl Intercept for Probe {
+    fn name(&self) -> &'static str {
+        "iamsweep-endpoint-probe"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request();
+        // `AWS4-HMAC-SHA256 Credential=AKID/20260101/us-gov-west-1/iam/aws4_request, ...`
+        let signing_region = request
+            .headers()
+            .get("authorization")
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|scope| scope.split('/').nth(2))
+            .unwrap_or_default()
+            .to_owned();
+        *self.0.lock().expect("probe lock") = Some(Resolved {
+            url: request.uri().trim_end_matches('/').to_owned(),
+            signing_region,
+        });
+        Err("stopped by iamsweep's endpoint probe before sending".into())
+    }
+}
+
+/// The endpoint the environment or the AWS config file sets for `service`, looked up the way
+/// the SDK's clients look it up (`AWS_ENDPOINT_URL_<ID>`, `AWS_ENDPOINT_URL`, the profile's
+/// `[services]` section, its `endpoint_url`).
+fn configured_endpoint(base: &SdkConfig, service: Service) -> Option<String> {
+    let key = ServiceConfigKey::builder()
+        .service_id(service.sdk_id())
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    base.service_config()?.load_config(key)
+}
+
+/// The region the user configured (`AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's
+/// `region`), read from the same environment and config file as the SDK. The instance
+/// metadata service is not asked: that costs a timeout off EC2.
+fn configured_region(base: &SdkConfig, service: Service) -> Option<String> {
+    let conf = base.service_config()?;
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find_map(|env| {
+            let key = ServiceConfigKey::builder()
+                .service_id(service.sdk_id())
+                .env(env)
+                .profile("region")
+                .build()
+                .ok()?;
+            conf.load_config(key).filter(|r| !r.is_empty())
+        })
+}
+
+/// The region a client of `service` is built with. Without a configured endpoint, the
+/// partition's home region: the SDK then resolves the service's own endpoint in the right
+/// partition. With one (a VPC endpoint, a proxy), requests are signed for the region the user
+/// configured, as the SDK does for any custom endpoint, if that region is in the partition.
+fn client_region(
+    base: &SdkConfig,
+    service: Service,
+    partition: Partition,
+    endpoint_flag: bool,
+) -> Region {
+    let home = service.home_region(partition);
+    let overridden = (endpoint_flag && service != Service::CredentialChain)
+        || configured_endpoint(base, service).is_some();
+    let region = configured_region(base, service)
+        .filter(|r| overridden && Partition::of_region(r) == Some(partition))
+        .unwrap_or_else(|| home.to_owned());
+    Region::new(region)
+}
+
+/// Connects to real AWS (or an emulator at the endpoint) with the standard credential chain,
+/// every client in one partition.
 #[derive(Clone, Debug)]
 pub struct SdkConnector {
-    base: aws_types::SdkConfig,
+    base: SdkConfig,
+    partition: Partition,
+    /// `--endpoint-url`: every client iamsweep builds sends there, whatever the environment
+    /// and config file say.
+    endpoint_url: Option<String>,
+    sts_region: Region,
+    iam_region: Region,
+    organizations_region: Region,
     caller_arn: String,
 }
 
 impl SdkConnector {
-    /// Loads the base configuration (profile, SSO, env, instance role...) and checks every
-    /// endpoint it would send credentials to.
+    /// Loads the base configuration (profile, SSO, env, instance role...) for the partition,
+    /// checks every endpoint it would send credentials to, and checks the credentials once.
     pub async fn load(settings: &SdkSettings) -> Result<Self, SetupError> {
-        if let Some(url) = &settings.endpoint_url {
-            check_endpoint(url)?;
-        }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(Partition::Aws.iam_region()))
-            .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
-            .timeout_config(timeouts(settings.call_timeout));
-        if let Some(url) = &settings.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(profile) = &settings.profile {
-            loader = loader.profile_name(profile);
-        }
-        let base = loader.load().await;
-        if let Some(url) = base.endpoint_url() {
-            check_endpoint(url)?;
-        }
-        for var in ["AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL_STS"] {
-            if let Ok(url) = std::env::var(var) {
-                check_endpoint(&url).map_err(|e| SetupError(format!("{var}: {e}")))?;
-            }
-        }
+        let mut connector =
+            Self::configure(settings, || aws_config::defaults(BehaviorVersion::latest())).await?;
         // Resolve the base credentials once, up front: without them every account would fail
         // the same way, so say it once and change nothing.
-        let provider = base.credentials_provider().ok_or_else(|| {
+        let provider = connector.base.credentials_provider().ok_or_else(|| {
             SetupError("no AWS credentials are configured: set AWS_PROFILE (or pass --profile), run `aws sso login`, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into())
         })?;
-        let hint = "set AWS_PROFILE (or pass --profile), run `aws sso login` for an SSO profile, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
+        let hint = "set AWS_PROFILE (or pass --profile), run `aws sso login` (or `aws login`) for such a profile, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
         match tokio::time::timeout(settings.call_timeout, provider.provide_credentials()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -154,7 +296,8 @@ impl SdkConnector {
         }
         // And check them once: expired or revoked credentials are said here, once, with
         // nothing changed, instead of failing every account.
-        let caller_arn = aws_sdk_sts::Client::new(&base)
+        connector.caller_arn = connector
+            .sts()
             .get_caller_identity()
             .send()
             .await
@@ -165,7 +308,59 @@ impl SdkConnector {
             .arn()
             .unwrap_or_default()
             .to_owned();
-        Ok(Self { base, caller_arn })
+        Ok(connector)
+    }
+
+    /// Builds the configuration with the loader `defaults` gives (the real environment, or a
+    /// test's), and refuses any plaintext endpoint off loopback, for every client, whatever
+    /// set it. Sends nothing and resolves no credentials.
+    async fn configure(
+        settings: &SdkSettings,
+        defaults: impl Fn() -> ConfigLoader,
+    ) -> Result<Self, SetupError> {
+        if let Some(url) = &settings.endpoint_url {
+            check_endpoint(url).map_err(|e| SetupError(format!("--endpoint-url: {e}")))?;
+        }
+        let load = |region: Region| {
+            let mut loader = defaults()
+                .region(region)
+                .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
+                .timeout_config(timeouts(settings.call_timeout));
+            if let Some(profile) = &settings.profile {
+                loader = loader.profile_name(profile);
+            }
+            loader.load()
+        };
+        let partition = settings.partition;
+        // The credential chain's own STS client (assume role from a profile, web identity)
+        // takes the loader's region: the partition's, or the configured one when the
+        // environment points that chain's STS elsewhere.
+        let home = Region::new(Service::CredentialChain.home_region(partition));
+        let mut base = load(home.clone()).await;
+        let chain_region = client_region(&base, Service::CredentialChain, partition, false);
+        if chain_region != home {
+            base = load(chain_region).await;
+        }
+        let flag = settings.endpoint_url.is_some();
+        let connector = Self {
+            sts_region: client_region(&base, Service::Sts, partition, flag),
+            iam_region: client_region(&base, Service::Iam, partition, flag),
+            organizations_region: client_region(&base, Service::Organizations, partition, flag),
+            base,
+            partition,
+            endpoint_url: settings.endpoint_url.clone(),
+            caller_arn: String::new(),
+        };
+        for service in Service::ALL {
+            let resolved = connector.resolved(service).await?;
+            check_endpoint(&resolved.url).map_err(|e| {
+                SetupError(format!(
+                    "{service} endpoint: {e}; it is set by --endpoint-url, AWS_ENDPOINT_URL_{}, AWS_ENDPOINT_URL, or the AWS config file (`endpoint_url`, or a [services] section)",
+                    service.sdk_id().to_uppercase()
+                ))
+            })?;
+        }
+        Ok(connector)
     }
 
     /// Who the base credentials are (`GetCallerIdentity`), shown with each run.
@@ -173,14 +368,128 @@ impl SdkConnector {
         &self.caller_arn
     }
 
-    /// A reader of the organization, with the base credentials or through
-    /// `management_role_arn`.
-    pub async fn organization(&self, spec: &OrgSpec) -> Result<SdkOrg, AwsError> {
+    /// Where `service`'s client sends and what it signs for: the SDK resolves the endpoint and
+    /// signs a request, which a probe stops before it is sent. Probe credentials, no cache:
+    /// nothing of the user's is resolved.
+    async fn resolved(&self, service: Service) -> Result<Resolved, SetupError> {
+        let probe = Probe::default();
+        let creds = SharedCredentialsProvider::new(Credentials::new(
+            "AKIAIAMSWEEPPROBE",
+            "probe",
+            None,
+            None,
+            "iamsweep-probe",
+        ));
+        let error = match service {
+            Service::CredentialChain | Service::Sts => {
+                let conf = if service == Service::Sts {
+                    self.sts_conf()
+                } else {
+                    aws_sdk_sts::config::Builder::from(&self.base)
+                };
+                let conf = conf
+                    .credentials_provider(creds)
+                    .identity_cache(IdentityCache::no_cache())
+                    .interceptor(probe.clone())
+                    .build();
+                aws_sdk_sts::Client::from_conf(conf)
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .err()
+                    .map(|e| chain(&e))
+            }
+            Service::Iam => {
+                let conf = self
+                    .iam_conf("probe", creds)
+                    .identity_cache(IdentityCache::no_cache())
+                    .interceptor(probe.clone())
+                    .build();
+                aws_sdk_iam::Client::from_conf(conf)
+                    .get_user()
+                    .send()
+                    .await
+                    .err()
+                    .map(|e| chain(&e))
+            }
+            Service::Organizations => {
+                let conf = self
+                    .organizations_conf()
+                    .credentials_provider(creds)
+                    .identity_cache(IdentityCache::no_cache())
+                    .interceptor(probe.clone())
+                    .build();
+                aws_sdk_organizations::Client::from_conf(conf)
+                    .list_roots()
+                    .send()
+                    .await
+                    .err()
+                    .map(|e| chain(&e))
+            }
+        };
+        let seen = probe.0.lock().expect("probe lock").take();
+        seen.ok_or_else(|| {
+            SetupError(format!(
+                "cannot resolve the {service} endpoint: {}",
+                error.unwrap_or_default()
+            ))
+        })
+    }
+
+    /// STS for the partition: AssumeRole into each account, GetCallerIdentity.
+    fn sts_conf(&self) -> aws_sdk_sts::config::Builder {
+        let mut conf =
+            aws_sdk_sts::config::Builder::from(&self.base).region(self.sts_region.clone());
+        if let Some(url) = &self.endpoint_url {
+            conf = conf.endpoint_url(url);
+        }
+        conf
+    }
+
+    fn sts(&self) -> aws_sdk_sts::Client {
+        aws_sdk_sts::Client::from_conf(self.sts_conf().build())
+    }
+
+    /// IAM inside one account.
+    fn iam_conf(
+        &self,
+        account: &str,
+        credentials: SharedCredentialsProvider,
+    ) -> aws_sdk_iam::config::Builder {
+        let mut conf = aws_sdk_iam::config::Builder::from(&self.base)
+            .region(self.iam_region.clone())
+            .credentials_provider(credentials)
+            // Each account gets its own retry budget: one throttled account must not drain
+            // the retries of all the others.
+            .retry_partition(RetryPartition::new(format!("iamsweep-{account}")))
+            // And its own identity cache: a shared one keeps 64 identities, so with more
+            // accounts it evicts some, and each eviction costs an AssumeRole (or another run
+            // of a `credential_process`).
+            .identity_cache(IdentityCache::lazy().build());
+        if let Some(url) = &self.endpoint_url {
+            conf = conf.endpoint_url(url);
+        }
+        conf
+    }
+
+    /// AWS Organizations, served from one region per partition.
+    fn organizations_conf(&self) -> aws_sdk_organizations::config::Builder {
         let mut conf = aws_sdk_organizations::config::Builder::from(&self.base)
-            .region(Region::new(Partition::Aws.iam_region()));
+            .region(self.organizations_region.clone())
+            .identity_cache(IdentityCache::lazy().build());
+        if let Some(url) = &self.endpoint_url {
+            conf = conf.endpoint_url(url);
+        }
+        conf
+    }
+
+    /// A reader of the organization, with the base credentials or through
+    /// `management_role_arn` (assumed through the partition's STS).
+    pub async fn organization(&self, spec: &OrgSpec) -> Result<SdkOrg, AwsError> {
+        let mut conf = self.organizations_conf();
         if let Some(role_arn) = &spec.management_role_arn {
             let role = AssumedRole::start(
-                self.sts(Partition::Aws),
+                self.sts(),
                 role_arn,
                 spec.external_id.as_deref(),
                 "iamsweep-organization",
@@ -192,20 +501,23 @@ impl SdkConnector {
             client: aws_sdk_organizations::Client::from_conf(conf.build()),
         })
     }
-
-    fn sts(&self, partition: Partition) -> aws_sdk_sts::Client {
-        let conf = aws_sdk_sts::config::Builder::from(&self.base)
-            .region(Region::new(partition.iam_region()))
-            .build();
-        aws_sdk_sts::Client::from_conf(conf)
-    }
 }
 
 impl Connector for SdkConnector {
     type Client = SdkIam;
 
     async fn connect(&self, target: &AccountTarget) -> Result<SdkIam, AwsError> {
-        let sts = self.sts(target.partition);
+        if target.partition != self.partition {
+            return Err(AwsError::new(
+                ErrorKind::Other,
+                "PartitionMismatch",
+                format!(
+                    "account {} is in partition {}, but this run works in {}; run each partition with its own accounts file and credentials",
+                    target.id, target.partition, self.partition
+                ),
+            ));
+        }
+        let sts = self.sts();
         let credentials = match &target.access {
             Access::AssumeRole {
                 role_arn,
@@ -238,13 +550,7 @@ impl Connector for SdkConnector {
                 })?
             }
         };
-        let conf = aws_sdk_iam::config::Builder::from(&self.base)
-            .region(Region::new(target.partition.iam_region()))
-            .credentials_provider(credentials)
-            // Each account gets its own retry budget: one throttled account must not drain
-            // the retries of all the others.
-            .retry_partition(RetryPartition::new(format!("iamsweep-{}", target.id)))
-            .build();
+        let conf = self.iam_conf(target.id.as_str(), credentials).build();
         Ok(SdkIam {
             client: aws_sdk_iam::Client::from_conf(conf),
         })
@@ -816,6 +1122,395 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aws_types::os_shim_internal::{Env, Fs};
+
+    const HOME: &str = "/home/tester";
+    const CONFIG: &str = "/home/tester/.aws/config";
+
+    /// A loader that sees only `env` and, as `~/.aws/config`, `config`: never the
+    /// developer's own AWS setup. With `static_credentials`, the credential chain is not built.
+    fn loader(
+        env: &[(&str, &str)],
+        files: &[(&str, &str)],
+        static_credentials: bool,
+    ) -> impl Fn() -> ConfigLoader {
+        let mut vars = vec![("HOME", HOME), ("AWS_EC2_METADATA_DISABLED", "true")];
+        vars.extend_from_slice(env);
+        let env = Env::from_slice(&vars);
+        let fs = Fs::from_slice(files);
+        move || {
+            let loader = aws_config::defaults(BehaviorVersion::latest())
+                .env(env.clone())
+                .fs(fs.clone());
+            if static_credentials {
+                loader.credentials_provider(Credentials::new(
+                    "AKIDTEST", "secret", None, None, "test",
+                ))
+            } else {
+                loader
+            }
+        }
+    }
+
+    fn settings(partition: Partition, endpoint_url: Option<&str>) -> SdkSettings {
+        SdkSettings {
+            endpoint_url: endpoint_url.map(str::to_owned),
+            partition,
+            ..SdkSettings::default()
+        }
+    }
+
+    async fn connector(
+        settings: &SdkSettings,
+        env: &[(&str, &str)],
+        config: &str,
+    ) -> Result<SdkConnector, SetupError> {
+        SdkConnector::configure(settings, loader(env, &[(CONFIG, config)], true)).await
+    }
+
+    /// (url, signing region) of every client, in [`Service::ALL`] order.
+    async fn endpoints(c: &SdkConnector) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for service in Service::ALL {
+            let r = c.resolved(service).await.unwrap();
+            out.push((r.url, r.signing_region));
+        }
+        out
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(u, r)| (u.to_string(), r.to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_client_of_every_partition_reaches_that_partition() {
+        // The user's own region (of any partition) does not move the global services.
+        let env = [("AWS_REGION", "eu-west-1")];
+        for (partition, expected) in [
+            (
+                Partition::Aws,
+                [
+                    ("https://sts.us-east-1.amazonaws.com", "us-east-1"),
+                    ("https://sts.us-east-1.amazonaws.com", "us-east-1"),
+                    ("https://iam.amazonaws.com", "us-east-1"),
+                    ("https://organizations.us-east-1.amazonaws.com", "us-east-1"),
+                ],
+            ),
+            (
+                Partition::AwsUsGov,
+                [
+                    ("https://sts.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+                    ("https://sts.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+                    ("https://iam.us-gov.amazonaws.com", "us-gov-west-1"),
+                    (
+                        "https://organizations.us-gov-west-1.amazonaws.com",
+                        "us-gov-west-1",
+                    ),
+                ],
+            ),
+            (
+                Partition::AwsCn,
+                [
+                    ("https://sts.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+                    ("https://sts.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+                    ("https://iam.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+                    (
+                        "https://organizations.cn-northwest-1.amazonaws.com.cn",
+                        "cn-northwest-1",
+                    ),
+                ],
+            ),
+        ] {
+            let c = connector(&settings(partition, None), &env, "")
+                .await
+                .unwrap();
+            assert_eq!(endpoints(&c).await, pairs(&expected), "{partition}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_configured_endpoint_signs_for_the_configured_region() {
+        let vpce = "https://vpce-0abc.sts.us-gov-east-1.vpce.amazonaws.com";
+        let iam = ("https://iam.us-gov.amazonaws.com", "us-gov-west-1");
+        let orgs = (
+            "https://organizations.us-gov-west-1.amazonaws.com",
+            "us-gov-west-1",
+        );
+        // STS through a VPC endpoint in the region the user works in.
+        let c = connector(
+            &settings(Partition::AwsUsGov, None),
+            &[
+                ("AWS_ENDPOINT_URL_STS", vpce),
+                ("AWS_REGION", "us-gov-east-1"),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+        let sts = (vpce, "us-gov-east-1");
+        assert_eq!(endpoints(&c).await, pairs(&[sts, sts, iam, orgs]));
+        // The same from the config file: a [services] section and the profile's region.
+        let c = connector(
+            &settings(Partition::AwsUsGov, None),
+            &[],
+            &format!("[default]\nregion = us-gov-east-1\nservices = corp\n[services corp]\nsts =\n  endpoint_url = {vpce}\n"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(endpoints(&c).await, pairs(&[sts, sts, iam, orgs]));
+        // A region of another partition is never signed for: the partition's own is.
+        let c = connector(
+            &settings(Partition::AwsUsGov, None),
+            &[("AWS_ENDPOINT_URL_STS", vpce), ("AWS_REGION", "us-east-1")],
+            "",
+        )
+        .await
+        .unwrap();
+        let sts = (vpce, "us-gov-west-1");
+        assert_eq!(endpoints(&c).await, pairs(&[sts, sts, iam, orgs]));
+    }
+
+    #[tokio::test]
+    async fn endpoint_url_flag_takes_every_client_but_the_credential_chain() {
+        let proxy = "https://proxy.example.test:8443";
+        let c = connector(
+            &settings(Partition::AwsCn, Some(proxy)),
+            &[
+                ("AWS_ENDPOINT_URL_IAM", "https://iam-vpce.example.test"),
+                ("AWS_REGION", "cn-northwest-1"),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            endpoints(&c).await,
+            pairs(&[
+                // The SDK builds the chain's STS client itself, from the environment only.
+                ("https://sts.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+                (proxy, "cn-northwest-1"),
+                (proxy, "cn-northwest-1"),
+                (proxy, "cn-northwest-1"),
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn plaintext_is_refused_whatever_set_it() {
+        let plain = "http://10.0.0.5:5000";
+        let services = |id: &str| {
+            format!(
+                "[default]\nservices = corp\n[services corp]\n{id} =\n  endpoint_url = {plain}\n"
+            )
+        };
+        let profile = format!(
+            "[profile other]\nservices = corp\n[services corp]\niam =\n  endpoint_url = {plain}\n"
+        );
+        for (how, flag, env, config, profile_name, refused) in [
+            (
+                "--endpoint-url",
+                Some(plain),
+                vec![],
+                String::new(),
+                None,
+                "--endpoint-url",
+            ),
+            (
+                "AWS_ENDPOINT_URL",
+                None,
+                vec![("AWS_ENDPOINT_URL", plain)],
+                String::new(),
+                None,
+                "STS (base credential chain) endpoint",
+            ),
+            (
+                "AWS_ENDPOINT_URL_STS",
+                None,
+                vec![("AWS_ENDPOINT_URL_STS", plain)],
+                String::new(),
+                None,
+                "STS (base credential chain) endpoint",
+            ),
+            (
+                "AWS_ENDPOINT_URL_IAM",
+                None,
+                vec![("AWS_ENDPOINT_URL_IAM", plain)],
+                String::new(),
+                None,
+                "IAM endpoint",
+            ),
+            (
+                "AWS_ENDPOINT_URL_ORGANIZATIONS",
+                None,
+                vec![("AWS_ENDPOINT_URL_ORGANIZATIONS", plain)],
+                String::new(),
+                None,
+                "Organizations endpoint",
+            ),
+            (
+                "profile endpoint_url",
+                None,
+                vec![],
+                format!("[default]\nendpoint_url = {plain}\n"),
+                None,
+                "STS (base credential chain) endpoint",
+            ),
+            (
+                "[services] sts",
+                None,
+                vec![],
+                services("sts"),
+                None,
+                "STS (base credential chain) endpoint",
+            ),
+            (
+                "[services] iam",
+                None,
+                vec![],
+                services("iam"),
+                None,
+                "IAM endpoint",
+            ),
+            (
+                "[services] organizations",
+                None,
+                vec![],
+                services("organizations"),
+                None,
+                "Organizations endpoint",
+            ),
+            (
+                "--profile's [services] iam",
+                None,
+                vec![],
+                profile.clone(),
+                Some("other"),
+                "IAM endpoint",
+            ),
+        ] {
+            let mut s = settings(Partition::Aws, flag);
+            s.profile = profile_name.map(str::to_owned);
+            let e = connector(&s, &env, &config)
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(refused), "{how}: {e}");
+            assert!(
+                e.contains(&format!("refusing plaintext endpoint `{plain}")),
+                "{how}: {e}"
+            );
+        }
+        // On loopback, plaintext is fine (an emulator), however it is set.
+        let local = "http://127.0.0.1:5000";
+        let c = connector(
+            &settings(Partition::Aws, None),
+            &[("AWS_ENDPOINT_URL_IAM", local)],
+            &format!("[default]\nservices = corp\n[services corp]\norganizations =\n  endpoint_url = {local}\n"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.resolved(Service::Iam).await.unwrap().url, local);
+        assert_eq!(c.resolved(Service::Organizations).await.unwrap().url, local);
+        // Turned off as the SDK defines it: the configured endpoint is not used, so not refused.
+        let c = connector(
+            &settings(Partition::Aws, None),
+            &[
+                ("AWS_ENDPOINT_URL_IAM", plain),
+                ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            c.resolved(Service::Iam).await.unwrap().url,
+            "https://iam.amazonaws.com"
+        );
+    }
+
+    /// Credentials that count how often they are asked for.
+    #[derive(Debug, Default, Clone)]
+    struct Counting(Arc<AtomicUsize>);
+
+    impl ProvideCredentials for Counting {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            future::ProvideCredentials::ready(Ok(Credentials::new(
+                "AKIDCOUNT",
+                "secret",
+                None,
+                None,
+                "counting",
+            )))
+        }
+    }
+
+    #[tokio::test]
+    async fn more_than_64_accounts_assume_each_role_once() {
+        let c = connector(&settings(Partition::Aws, None), &[], "")
+            .await
+            .unwrap();
+        let asked = Counting::default();
+        let clients: Vec<aws_sdk_iam::Client> = (0..100)
+            .map(|n| {
+                let conf = c
+                    .iam_conf(
+                        &format!("{n:012}"),
+                        SharedCredentialsProvider::new(asked.clone()),
+                    )
+                    .interceptor(Probe::default())
+                    .build();
+                aws_sdk_iam::Client::from_conf(conf)
+            })
+            .collect();
+        for _ in 0..2 {
+            for client in &clients {
+                let _ = client.get_user().send().await;
+            }
+        }
+        // A shared cache keeps 64: the other 36 accounts would be asked again (a new
+        // AssumeRole each, or another run of a credential_process).
+        assert_eq!(asked.0.load(Ordering::SeqCst), 100);
+    }
+
+    #[tokio::test]
+    async fn aws_login_and_credential_process_profiles_give_credentials() {
+        // A session cached by `aws login` (the SDK's own test fixture: a key valid until 2199).
+        let cache = "/home/tester/.aws/login/cache/36db1d138ff460920374e4c3d8e01f53f9f73537e89c88d639f68393df0e2726.json";
+        let token = r#"{"accessToken":{"accessKeyId":"AKIALOGINEXAMPLE","secretAccessKey":"s","sessionToken":"t","accountId":"012345678901","expiresAt":"2199-12-25T21:30:00Z"},"tokenType":"aws_sigv4","refreshToken":"r","identityToken":"i","clientId":"aws:signin:::cli/same-device","dpopKey":"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIFDZHUzOG1Pzq+6F0mjMlOSp1syN9LRPBuHMoCFXTcXhoAoGCCqGSM49\nAwEHoUQDQgAE9qhj+KtcdHj1kVgwxWWWw++tqoh7H7UHs7oXh8jBbgF47rrYGC+t\ndjiIaHK3dBvvdE7MGj5HsepzLm3Kj91bqA==\n-----END EC PRIVATE KEY-----\n"}"#;
+        let config = "[profile console]\nlogin_session = arn:aws:iam::0123456789012:user/Admin\n\n[profile tool]\ncredential_process = printf '{\"Version\":1,\"AccessKeyId\":\"AKIAPROCESSEXAMPLE\",\"SecretAccessKey\":\"s\"}'\n";
+        for (profile, key) in [
+            ("console", "AKIALOGINEXAMPLE"),
+            ("tool", "AKIAPROCESSEXAMPLE"),
+        ] {
+            let s = SdkSettings {
+                profile: Some(profile.to_owned()),
+                ..SdkSettings::default()
+            };
+            let c = SdkConnector::configure(
+                &s,
+                loader(&[], &[(CONFIG, config), (cache, token)], false),
+            )
+            .await
+            .unwrap();
+            let creds = c
+                .base
+                .credentials_provider()
+                .unwrap()
+                .provide_credentials()
+                .await
+                .unwrap_or_else(|e| panic!("{profile}: {}", chain(&e)));
+            assert_eq!(creds.access_key_id(), key);
+        }
+    }
 
     #[test]
     fn plaintext_endpoints_only_on_loopback() {

@@ -1,8 +1,26 @@
-//! The AWS calls a run made, per account and operation, shown under `report`'s table. Renders
-//! the counts it is given; counting them is `calls`' job.
+//! The AWS calls a run made, per account and operation, shown under `report`'s table, and those
+//! of the Organizations walk before it. Renders the counts it is given; counting them is
+//! `calls`' job.
 
 use super::table;
+use crate::calls::CallCounts;
 use crate::store::ApiCallRow;
+
+/// The Organizations walk's calls in one line (said on stderr: they belong to no account of
+/// the run): `organization: 20 AWS calls (ListAccountsForParent 10, ...); 6 throttled, 0 failed`.
+pub fn organization_calls(counts: &CallCounts) -> String {
+    let per_op: Vec<String> = counts
+        .iter()
+        .map(|(op, c)| format!("{op} {}", c.calls))
+        .collect();
+    let throttled: u64 = counts.iter().map(|(_, c)| c.throttled).sum();
+    let errors: u64 = counts.iter().map(|(_, c)| c.errors).sum();
+    format!(
+        "organization: {} AWS calls ({}); {throttled} throttled, {errors} failed",
+        counts.total(),
+        per_op.join(", ")
+    )
+}
 
 /// The AWS calls of a run, per account and operation (shown under `report`'s table).
 pub fn api_calls(rows: &[ApiCallRow]) -> String {

@@ -15,7 +15,7 @@ mod summary;
 mod table;
 
 pub use self::accounts::accounts;
-pub use self::api_calls::api_calls;
+pub use self::api_calls::{api_calls, organization_calls};
 pub use self::csv::csv;
 pub use self::doctor::doctor;
 pub use self::findings::{FindingStream, findings};

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::{csv, json};
 use crate::config::{Access, AccountTarget};
+use crate::model::Partition;
 use crate::store::RollbackItem;
 
 /// `rollback ID --format`.
@@ -102,7 +103,7 @@ fn rollback_script(run_id: i64, items: &[RollbackItem], targets: &[AccountTarget
     );
     out.push_str(
         "# Fails the script when a policy is not attached to its user after the re-attach.\n\
-check() {\n  n=$(aws iam list-attached-user-policies --user-name \"$1\" \\\n    --query \"length(AttachedPolicies[?PolicyArn=='$2'])\" --output text)\n  [ \"$n\" = 1 ] || { echo \"not attached: $2 to user $1\" >&2; exit 1; }\n}\n",
+check() {\n  n=$(aws iam list-attached-user-policies --user-name \"$1\" --region \"$3\" \\\n    --query \"length(AttachedPolicies[?PolicyArn=='$2'])\" --output text)\n  [ \"$n\" = 1 ] || { echo \"not attached: $2 to user $1\" >&2; exit 1; }\n}\n",
     );
     for account in accounts {
         let mine: Vec<&RollbackItem> = items.iter().filter(|i| i.account_id == account).collect();
@@ -116,6 +117,12 @@ check() {\n  n=$(aws iam list-attached-user-policies --user-name \"$1\" \\\n    
             mine.len()
         );
         let target = targets.iter().find(|t| t.id.as_str() == account);
+        // Every command names the partition's region: the AWS CLI would otherwise take the
+        // profile's, or none, and reach STS and IAM of another partition.
+        let region = target
+            .or(targets.first())
+            .map_or(Partition::Aws, |t| t.partition)
+            .iam_region();
         match target.map(|t| &t.access) {
             Some(Access::AssumeRole {
                 role_arn,
@@ -124,7 +131,7 @@ check() {\n  n=$(aws iam list-attached-user-policies --user-name \"$1\" \\\n    
             }) => {
                 let _ = writeln!(
                     out,
-                    "  # Credentials for the account: the role run {run_id} used.\n  creds=$(aws sts assume-role --role-arn {} --role-session-name iamsweep-rollback{} \\\n    --query 'Credentials.[AccessKeyId,SecretAccessKey,SessionToken]' --output text)\n  set -- $creds\n  export AWS_ACCESS_KEY_ID=\"$1\" AWS_SECRET_ACCESS_KEY=\"$2\" AWS_SESSION_TOKEN=\"$3\"",
+                    "  # Credentials for the account: the role run {run_id} used.\n  creds=$(aws sts assume-role --role-arn {} --role-session-name iamsweep-rollback{} --region {region} \\\n    --query 'Credentials.[AccessKeyId,SecretAccessKey,SessionToken]' --output text)\n  set -- $creds\n  export AWS_ACCESS_KEY_ID=\"$1\" AWS_SECRET_ACCESS_KEY=\"$2\" AWS_SESSION_TOKEN=\"$3\"",
                     shell_quote(role_arn),
                     external_id.as_deref().map_or(String::new(), |x| format!(
                         " --external-id {}",
@@ -142,7 +149,7 @@ check() {\n  n=$(aws iam list-attached-user-policies --user-name \"$1\" \\\n    
         for i in &mine {
             let _ = writeln!(
                 out,
-                "  aws iam attach-user-policy --user-name {} --policy-arn {}",
+                "  aws iam attach-user-policy --user-name {} --policy-arn {} --region {region}",
                 shell_quote(&i.user_name),
                 shell_quote(&i.policy_arn)
             );
@@ -150,7 +157,7 @@ check() {\n  n=$(aws iam list-attached-user-policies --user-name \"$1\" \\\n    
         for i in &mine {
             let _ = writeln!(
                 out,
-                "  check {} {}",
+                "  check {} {} {region}",
                 shell_quote(&i.user_name),
                 shell_quote(&i.policy_arn)
             );
@@ -246,6 +253,38 @@ mod tests {
     #[test]
     fn rollback_script() {
         insta::assert_snapshot!(rollback(2, &items(), &targets(), RollbackFormat::Sh));
+    }
+
+    #[test]
+    fn rollback_script_names_the_partitions_region() {
+        let gov: Vec<AccountTarget> = targets()
+            .into_iter()
+            .map(|mut t| {
+                t.partition = Partition::AwsUsGov;
+                if let Access::AssumeRole { role_arn, .. } = &mut t.access {
+                    *role_arn = role_arn.replace("arn:aws:", "arn:aws-us-gov:");
+                }
+                t
+            })
+            .collect();
+        let script = rollback(2, &items(), &gov, RollbackFormat::Sh);
+        let commands: Vec<&str> = script
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                l.starts_with("creds=$(aws ") || l.starts_with("aws ") || l.starts_with("check ")
+            })
+            .collect();
+        assert_eq!(commands.len(), 7, "{script}");
+        for c in commands {
+            assert!(
+                c.contains("--region us-gov-west-1") || c.ends_with(" us-gov-west-1"),
+                "{c}"
+            );
+        }
+        assert!(
+            script.contains("--role-arn arn:aws-us-gov:iam::111111111111:role/ops/IamSweepRole")
+        );
     }
 
     #[test]

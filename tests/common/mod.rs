@@ -251,6 +251,13 @@ impl Workdir {
         run_iamsweep(&self.db(), &self.accounts(), args)
     }
 
+    /// Runs the binary with these environment variables added.
+    pub fn iamsweep_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = iamsweep_command(&self.db(), &self.accounts(), args);
+        cmd.envs(env.iter().copied());
+        cmd.output().expect("run iamsweep")
+    }
+
     /// Runs the binary with its AWS requests sent to `endpoint` (a proxy in front of moto);
     /// kills it and fails if it has not ended after `limit`: a run that hangs is a bug.
     /// Returns its output and how long it took.
