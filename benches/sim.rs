@@ -8,13 +8,15 @@
 //!   sqlite-apply DB [ACCOUNTS]                   (adds an apply run to the kept database)
 //!   report DB [RUN] [ROUNDS]                     (streams an existing database's report)
 //!   mixed [ACCOUNTS] [USERS] [MAX_RATE] [SETTLE_S] (apply's requests per detach, tricky users)
+//!   org-walk [ACCOUNTS] [LIMIT_PER_S]            (discovering a large organization, throttled)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iamsweep::apply::ApplyOptions;
 use iamsweep::aws::fake::{FakeOrg, Synthetic};
-use iamsweep::calls::{CallPolicy, RetryPolicy};
+use iamsweep::aws::{AwsError, ErrorKind, OrgAccount, OrgReader, OrgUnit, Page};
+use iamsweep::calls::{CallPolicy, Meter, RetryPolicy};
 use iamsweep::cancel::Cancel;
 use iamsweep::config::{self, AccountsFile};
 use iamsweep::events::Silent;
@@ -493,6 +495,142 @@ fn mixed(args: &[String]) {
     );
 }
 
+/// A fake AWS Organizations: a root with 10 OUs of 10 OUs each, the accounts spread over the 100
+/// leaves, pages of 20 as AWS gives them, 50 ms a call, and a throttle of `limit` requests in
+/// any one second (Organizations' quotas are low).
+struct FakeTree {
+    accounts: u64,
+    limit: usize,
+    recent: std::sync::Mutex<std::collections::VecDeque<Instant>>,
+    calls: std::sync::atomic::AtomicU64,
+    throttled: std::sync::atomic::AtomicU64,
+}
+
+impl FakeTree {
+    async fn serve<T>(&self, f: impl FnOnce() -> T) -> Result<T, AwsError> {
+        use std::sync::atomic::Ordering;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut recent = self.recent.lock().unwrap();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= self.limit {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(AwsError::new(
+                ErrorKind::Throttled,
+                "TooManyRequestsException",
+                "AWS Organizations can't complete your request because another request is already in progress or too many requests",
+            ));
+        }
+        recent.push_back(now);
+        Ok(f())
+    }
+}
+
+fn page<T: Clone>(all: &[T], marker: Option<String>) -> Page<T> {
+    let start: usize = marker.and_then(|m| m.parse().ok()).unwrap_or(0);
+    let end = (start + 20).min(all.len());
+    Page {
+        items: all[start.min(end)..end].to_vec(),
+        next_marker: (end < all.len()).then(|| end.to_string()),
+    }
+}
+
+impl OrgReader for FakeTree {
+    async fn roots(&self) -> Result<Vec<OrgUnit>, AwsError> {
+        self.serve(|| {
+            vec![OrgUnit {
+                id: "r-root".into(),
+                name: "Root".into(),
+            }]
+        })
+        .await
+    }
+
+    async fn child_units(
+        &self,
+        parent: &str,
+        marker: Option<String>,
+    ) -> Result<Page<OrgUnit>, AwsError> {
+        let units: Vec<OrgUnit> = match parent {
+            "r-root" => (0..10)
+                .map(|i| OrgUnit {
+                    id: format!("ou-root-{i:08}"),
+                    name: format!("division{i}"),
+                })
+                .collect(),
+            p if p.starts_with("ou-root-") && !p.contains('x') => (0..10)
+                .map(|j| OrgUnit {
+                    id: format!("{p}x{j}"),
+                    name: format!("team{j}"),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.serve(|| page(&units, marker)).await
+    }
+
+    async fn accounts_in(
+        &self,
+        parent: &str,
+        marker: Option<String>,
+    ) -> Result<Page<OrgAccount>, AwsError> {
+        // Leaf `ou-root-0000000Dxj` holds the accounts whose index is 10 * D + j modulo 100.
+        let leaf = parent
+            .strip_prefix("ou-root-")
+            .and_then(|p| p.split_once('x'))
+            .and_then(|(d, j)| Some(d.parse::<u64>().ok()? * 10 + j.parse::<u64>().ok()?));
+        let accounts: Vec<OrgAccount> = match leaf {
+            Some(k) => (k..self.accounts)
+                .step_by(100)
+                .map(|i| OrgAccount {
+                    id: format!("{:012}", 700_000_000_000 + i),
+                    name: format!("account{i}"),
+                    status: "ACTIVE".into(),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        self.serve(|| page(&accounts, marker)).await
+    }
+}
+
+/// Discovers `accounts` accounts from a fake organization that allows `limit` requests a
+/// second, through the Organizations walk as `scan` runs it (its default pace and retries).
+fn org_walk(args: &[String]) {
+    use std::sync::atomic::Ordering;
+    let (n, limit) = (arg(args, 0, 10_000), arg(args, 1, 2));
+    let tree = FakeTree {
+        accounts: n,
+        limit: limit as usize,
+        recent: Default::default(),
+        calls: Default::default(),
+        throttled: Default::default(),
+    };
+    let meter = Meter::new(CallPolicy::default().for_organizations());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let start = Instant::now();
+    let found = rt.block_on(iamsweep::organization::walk(&tree, &meter));
+    let wall = start.elapsed().as_secs_f64();
+    let (status, found) = match found {
+        Ok(f) => ("completed".to_owned(), f.len()),
+        Err(e) => (format!("failed: {e}"), 0),
+    };
+    let calls = tree.calls.load(Ordering::Relaxed);
+    let throttled = tree.throttled.load(Ordering::Relaxed);
+    println!(
+        "{{\"scenario\":\"org-walk\",\"accounts\":{n},\"limit_per_s\":{limit},\"status\":{},\"found\":{found},\"calls\":{calls},\"throttled\":{throttled},\"wall_s\":{wall:.2},\"bound_s\":{:.2},\"peak_rss_mib\":{:.1}}}",
+        serde_json::to_string(&status).unwrap(),
+        (calls - throttled) as f64 / limit as f64,
+        peak_rss_mib()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -505,8 +643,9 @@ fn main() {
         Some("sqlite-apply") => sqlite_apply(&args[1..]),
         Some("report") => report(&args[1..]),
         Some("mixed") => mixed(&args[1..]),
+        Some("org-walk") => org_walk(&args[1..]),
         _ => eprintln!(
-            "usage: sim scan-org|throttle|sqlite|sqlite-apply|report|mixed [ARGS] (see benches/sim.rs)"
+            "usage: sim scan-org|throttle|sqlite|sqlite-apply|report|mixed|org-walk [ARGS] (see benches/sim.rs)"
         ),
     }
 }

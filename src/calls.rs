@@ -83,35 +83,59 @@ impl RetryPolicy {
     }
 }
 
-/// Spaces one account's calls at most `rate` per second, so bursts do not trip IAM's limits.
+/// Spaces one account's calls at most `rate` per second, so bursts do not trip IAM's limits, and
+/// slows down while the other side throttles.
 #[derive(Debug)]
 struct Pacer {
-    interval: Option<Duration>,
-    next: Mutex<Instant>,
+    /// The configured spacing: the pacer never goes faster.
+    base: Option<Duration>,
+    /// The next free slot, and the spacing now (wider after throttling).
+    state: Mutex<(Instant, Duration)>,
 }
+
+/// A throttled call widens the spacing by this factor; a call that goes through narrows it by
+/// `NARROW` again, down to the configured rate: the pace settles just under what the other side
+/// allows (its quota may be lower than ours, or shared with other workloads).
+const WIDEN: f64 = 1.5;
+const NARROW: f64 = 0.97;
+/// The widest spacing a throttled endpoint pushes the pace to.
+const WIDEST: Duration = Duration::from_secs(5);
 
 impl Pacer {
     fn new(rate: Option<f64>) -> Self {
+        let base = rate
+            .filter(|r| *r > 0.0)
+            .map(|r| Duration::from_secs_f64(1.0 / r));
         Self {
-            interval: rate
-                .filter(|r| *r > 0.0)
-                .map(|r| Duration::from_secs_f64(1.0 / r)),
-            next: Mutex::new(Instant::now()),
+            base,
+            state: Mutex::new((Instant::now(), base.unwrap_or_default())),
         }
     }
 
     async fn wait(&self) {
-        let Some(interval) = self.interval else {
+        if self.base.is_none() {
             return;
-        };
+        }
         let slot = {
-            let mut next = self.next.lock().expect("pacer lock");
-            let now = Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + interval;
+            let mut st = self.state.lock().expect("pacer lock");
+            let slot = st.0.max(Instant::now());
+            st.0 = slot + st.1;
             slot
         };
         tokio::time::sleep_until(slot).await;
+    }
+
+    /// How the last call went: throttled slows the pace, through speeds it back up.
+    fn heard(&self, throttled: bool) {
+        let Some(base) = self.base else {
+            return;
+        };
+        let mut st = self.state.lock().expect("pacer lock");
+        st.1 = if throttled {
+            st.1.mul_f64(WIDEN).min(WIDEST.max(base))
+        } else {
+            st.1.mul_f64(NARROW).max(base)
+        };
     }
 }
 
@@ -137,10 +161,11 @@ impl Default for CallPolicy {
     }
 }
 
-/// Calls per second to AWS Organizations. Its quotas hold for the whole organization (every
-/// call is made with the management account's credentials) and allow only a few requests per
-/// second, so its walk is paced on its own, below that, whatever IAM's pace.
-pub const ORGANIZATIONS_RATE: f64 = 4.0;
+/// Calls per second to AWS Organizations, at most. Its quotas hold for the whole organization
+/// (every call is made with the management account's credentials) and allow only a few requests
+/// per second, so its walk is paced on its own, whatever IAM's pace; the pacer slows down while
+/// it is throttled, so this is a ceiling, not a promise.
+pub const ORGANIZATIONS_RATE: f64 = 10.0;
 
 impl CallPolicy {
     /// The policy of the Organizations walk: the same retries and call timeout, at
@@ -226,10 +251,11 @@ impl Meter {
             let sent = Instant::now();
             self.bump(op, |c| c.calls += 1);
             let result = f().await;
+            let throttled = result
+                .as_ref()
+                .is_err_and(|e| e.kind == ErrorKind::Throttled);
+            self.pacer.heard(throttled);
             if let Some(o) = &self.observer {
-                let throttled = result
-                    .as_ref()
-                    .is_err_and(|e| e.kind == ErrorKind::Throttled);
                 o.call(op, sent.elapsed(), throttled);
             }
             let err = match result {
@@ -433,5 +459,32 @@ impl<I: Iam> Metered<I> {
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pace_slows_while_throttled_and_recovers_to_its_rate() {
+        let p = Pacer::new(Some(10.0));
+        let spacing = |p: &Pacer| p.state.lock().unwrap().1;
+        assert_eq!(spacing(&p), Duration::from_millis(100));
+        p.heard(true);
+        p.heard(true);
+        assert_eq!(spacing(&p), Duration::from_millis(225));
+        for _ in 0..100 {
+            p.heard(false);
+        }
+        assert_eq!(
+            spacing(&p),
+            Duration::from_millis(100),
+            "never faster than the rate"
+        );
+        for _ in 0..50 {
+            p.heard(true);
+        }
+        assert_eq!(spacing(&p), WIDEST);
     }
 }
