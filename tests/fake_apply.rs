@@ -154,6 +154,11 @@ fn the_circuit_breaker_stops_the_account_and_leaves_the_rest_open() {
     assert!(result.has_failures());
     assert!(result.tally.limit_reached);
     assert_eq!(
+        result.status,
+        RunStatus::CompletedWithErrors,
+        "stopped, not interrupted"
+    );
+    assert_eq!(
         rig.rows("SELECT account_id, status, coalesce(error_code, '-') FROM run_accounts ORDER BY account_id"),
         vec![
             format!("{A}|stopped|MaxDetachesReached"),

@@ -195,12 +195,20 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
         for (id, f) in items {
             if self.halted() {
                 // Left without a journal row: the finding stays open for a later run.
-                self.interrupted.store(true, Ordering::SeqCst);
+                self.note_interrupted();
                 return Ok(());
             }
             self.attempt(id, f, 1).await?;
         }
         Ok(())
+    }
+
+    /// Findings were left open because the run is stopping (not because of the breaker, which
+    /// says so itself).
+    fn note_interrupted(&self) {
+        if !self.budget.tripped.load(Ordering::SeqCst) {
+            self.interrupted.store(true, Ordering::SeqCst);
+        }
     }
 
     /// Proves, journals and detaches one finding. `tries`: the attempts made at it so far,
@@ -229,7 +237,7 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
                 Err(e) => return self.read_failed(id, &f, e).await,
             };
             if self.halted() {
-                self.interrupted.store(true, Ordering::SeqCst);
+                self.note_interrupted();
                 return Ok(());
             }
             if !self.budget.take() {
