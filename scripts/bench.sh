@@ -119,6 +119,8 @@ echo "targets 3-5: simulated organization..." >&2
 if [ "${BENCH_BEFORE:-0}" = 1 ]; then
     "$SIM" scan-org 10000 100 100 50 8 >> "$RESULTS"
 fi
+echo "discovering 10,000 accounts from an Organizations that allows 2 requests/s (~6 min)..." >&2
+"$SIM" org-walk 10000 2 >> "$RESULTS"
 "$SIM" throttle 100 40 5 10 9 >> "$RESULTS"
 echo "apply on a mixed organization (requests per detach)..." >&2
 "$SIM" mixed 4 300 20 >> "$RESULTS"

@@ -104,6 +104,13 @@ if link.get("default"):
             target = f"<= 1.5: {verdict(q <= 1.5)}"
         lines.append((f"iamsweep scan, moto behind a long link, {what}", "", r["wall_s"],
                       r["peak_rss_mib"], ratio, target))
+ow = (by.get("org-walk") or [None])[0]
+if ow:
+    ok = ow["status"] == "completed" and ow["found"] == ow["accounts"]
+    lines.append((f"Organizations walk of {ow['accounts']} accounts (nested OUs, pages of 20), "
+                  f"throttled at {ow['limit_per_s']}/s; {ow['throttled']} calls throttled",
+                  ow["calls"], ow["wall_s"], ow["peak_rss_mib"], f"/bound {ow['wall_s'] / ow['bound_s']:.2f} "
+                  f"(bound {ow['bound_s']} s)", f"no failure, time reported: {verdict(ok)}"))
 t = (by.get("throttle") or [None])[0]
 if t:
     ok = t["throttled_pct"] < 5 and t["apply_ratio"] <= 1.3 and t["accounts_completed"] == t["accounts"]
