@@ -83,14 +83,18 @@ impl RetryPolicy {
     }
 }
 
-/// Spaces one account's calls at most `rate` per second, so bursts do not trip IAM's limits, and
-/// slows down while the other side throttles.
+/// Spaces calls at most `rate` per second, so bursts do not trip AWS's limits, and slows down
+/// while the other side throttles (also when no rate is set: the first throttled call starts
+/// the pacing).
 #[derive(Debug)]
-struct Pacer {
-    /// The configured spacing: the pacer never goes faster.
-    base: Option<Duration>,
+pub struct Pacer {
+    /// The configured spacing (zero: no pacing): the pacer never goes faster.
+    floor: Duration,
     /// The next free slot, and the spacing now (wider after throttling).
     state: Mutex<(Instant, Duration)>,
+    /// When the spacing was last widened: the refusals of calls that were already under way
+    /// say the same thing once, not once each.
+    widened: Mutex<Option<Instant>>,
 }
 
 /// A throttled call widens the spacing by this factor; a call that goes through narrows it by
@@ -98,26 +102,31 @@ struct Pacer {
 /// allows (its quota may be lower than ours, or shared with other workloads).
 const WIDEN: f64 = 1.5;
 const NARROW: f64 = 0.97;
+/// Where an unpaced pacer starts once throttled, and below which it stops pacing again.
+const NARROWEST: Duration = Duration::from_millis(1);
+/// Refusals within this long of the last widening (or one spacing, if longer) are the same news.
+const SAME_NEWS: Duration = Duration::from_millis(100);
 /// The widest spacing a throttled endpoint pushes the pace to.
 const WIDEST: Duration = Duration::from_secs(5);
 
 impl Pacer {
-    fn new(rate: Option<f64>) -> Self {
-        let base = rate
+    pub fn new(rate: Option<f64>) -> Self {
+        let floor = rate
             .filter(|r| *r > 0.0)
-            .map(|r| Duration::from_secs_f64(1.0 / r));
+            .map_or(Duration::ZERO, |r| Duration::from_secs_f64(1.0 / r));
         Self {
-            base,
-            state: Mutex::new((Instant::now(), base.unwrap_or_default())),
+            floor,
+            state: Mutex::new((Instant::now(), floor)),
+            widened: Mutex::new(None),
         }
     }
 
     async fn wait(&self) {
-        if self.base.is_none() {
-            return;
-        }
         let slot = {
             let mut st = self.state.lock().expect("pacer lock");
+            if st.1.is_zero() {
+                return;
+            }
             let slot = st.0.max(Instant::now());
             st.0 = slot + st.1;
             slot
@@ -125,16 +134,27 @@ impl Pacer {
         tokio::time::sleep_until(slot).await;
     }
 
-    /// How the last call went: throttled slows the pace, through speeds it back up.
+    /// How the last call went: throttled slows the pace (once per `SAME_NEWS`), through speeds
+    /// it back up.
     fn heard(&self, throttled: bool) {
-        let Some(base) = self.base else {
-            return;
-        };
         let mut st = self.state.lock().expect("pacer lock");
         st.1 = if throttled {
-            st.1.mul_f64(WIDEN).min(WIDEST.max(base))
+            let mut widened = self.widened.lock().expect("pacer lock");
+            let now = Instant::now();
+            if widened.is_some_and(|t| now.duration_since(t) < SAME_NEWS.max(st.1)) {
+                return;
+            }
+            *widened = Some(now);
+            st.1.max(NARROWEST)
+                .mul_f64(WIDEN)
+                .min(WIDEST.max(self.floor))
         } else {
-            st.1.mul_f64(NARROW).max(base)
+            let narrower = st.1.mul_f64(NARROW);
+            if narrower < NARROWEST && self.floor.is_zero() {
+                Duration::ZERO
+            } else {
+                narrower.max(self.floor)
+            }
         };
     }
 }
@@ -186,6 +206,9 @@ pub struct Meter {
     counts: Mutex<CallCounts>,
     pub policy: CallPolicy,
     pacer: Pacer,
+    /// STS calls of every account are made by one principal, and share its quota: one pacer
+    /// for all of them.
+    sts: Option<Arc<Pacer>>,
     /// Hears how long each call took (the engine's concurrency limiter).
     observer: Option<Arc<dyn Observe>>,
 }
@@ -206,10 +229,21 @@ impl Meter {
         prior: CallCounts,
         observer: Option<Arc<dyn Observe>>,
     ) -> Arc<Self> {
+        Self::shared(policy, prior, observer, None)
+    }
+
+    /// [`Meter::observed`], with the STS pacer every account of the run shares.
+    pub fn shared(
+        policy: CallPolicy,
+        prior: CallCounts,
+        observer: Option<Arc<dyn Observe>>,
+        sts: Option<Arc<Pacer>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             counts: Mutex::new(prior),
             policy,
             pacer: Pacer::new(policy.rate),
+            sts,
             observer,
         })
     }
@@ -247,6 +281,10 @@ impl Meter {
     {
         let mut attempt = 0;
         loop {
+            let sts = self.sts.as_ref().filter(|_| op.service() == "sts");
+            if let Some(p) = sts {
+                p.wait().await;
+            }
             self.pacer.wait().await;
             let sent = Instant::now();
             self.bump(op, |c| c.calls += 1);
@@ -255,6 +293,9 @@ impl Meter {
                 .as_ref()
                 .is_err_and(|e| e.kind == ErrorKind::Throttled);
             self.pacer.heard(throttled);
+            if let Some(p) = sts {
+                p.heard(throttled);
+            }
             if let Some(o) = &self.observer {
                 o.call(op, sent.elapsed(), throttled);
             }
@@ -467,11 +508,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unpaced_pacer_starts_pacing_when_throttled_and_stops_again() {
+        let p = Pacer::new(None);
+        let spacing = |p: &Pacer| p.state.lock().unwrap().1;
+        assert_eq!(spacing(&p), Duration::ZERO);
+        p.heard(true);
+        assert_eq!(spacing(&p), Duration::from_micros(1500));
+        for _ in 0..20 {
+            p.heard(false);
+        }
+        assert_eq!(spacing(&p), Duration::ZERO);
+    }
+
+    #[test]
     fn the_pace_slows_while_throttled_and_recovers_to_its_rate() {
         let p = Pacer::new(Some(10.0));
         let spacing = |p: &Pacer| p.state.lock().unwrap().1;
+        let forget = |p: &Pacer| *p.widened.lock().unwrap() = None;
         assert_eq!(spacing(&p), Duration::from_millis(100));
         p.heard(true);
+        // Refusals of calls already under way are the same news.
+        p.heard(true);
+        assert_eq!(spacing(&p), Duration::from_millis(150));
+        forget(&p);
         p.heard(true);
         assert_eq!(spacing(&p), Duration::from_millis(225));
         for _ in 0..100 {
@@ -483,6 +542,7 @@ mod tests {
             "never faster than the rate"
         );
         for _ in 0..50 {
+            forget(&p);
             p.heard(true);
         }
         assert_eq!(spacing(&p), WIDEST);

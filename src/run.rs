@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::{AccountApply, ApplyOptions, Tally};
 use crate::aws::{AwsError, Connector, ErrorKind};
-use crate::calls::{CallPolicy, Meter};
+use crate::calls::{CallPolicy, Meter, Pacer};
 use crate::cancel::Cancel;
 use crate::config::{AccountTarget, AccountsFile};
 use crate::events::{Event, Phase, Reporter};
@@ -353,6 +353,9 @@ impl<C: Connector> Engine<C> {
             accounts: jobs.len(),
         });
         let limiter = Arc::new(self.options.limiter());
+        // Every account's AssumeRole is made by one principal: one pace for all of them,
+        // unpaced until STS throttles.
+        let sts = Arc::new(Pacer::new(None));
         let mut waiting = jobs.iter();
         let mut results = FuturesUnordered::new();
         let mut tally = Tally::default();
@@ -366,7 +369,7 @@ impl<C: Connector> Engine<C> {
                 let Some((t, plan)) = waiting.next() else {
                     break;
                 };
-                results.push(self.account(run_id, t, *plan, &limiter));
+                results.push(self.account(run_id, t, *plan, &limiter, &sts));
             }
             let Some(r) = results.next().await else {
                 break;
@@ -430,6 +433,7 @@ impl<C: Connector> Engine<C> {
         target: &AccountTarget,
         plan: Plan,
         limiter: &Arc<Limiter>,
+        sts: &Arc<Pacer>,
     ) -> Result<AccountEnd, StoreError> {
         if self.cancel.is_cancelled() {
             return Ok(AccountEnd::Interrupted);
@@ -448,7 +452,7 @@ impl<C: Connector> Engine<C> {
             label: target.label(),
         });
         let observer: Arc<dyn Observe> = limiter.clone();
-        let meter = Meter::observed(self.options.calls, prior, Some(observer));
+        let meter = Meter::shared(self.options.calls, prior, Some(observer), Some(sts.clone()));
         let end = self.account_work(run_id, target, plan, &meter).await?;
         let calls = meter.counts();
         let limit = self.options.apply.max_detaches_per_account;

@@ -143,3 +143,45 @@ fn recorded_call_counts_equal_the_calls_made() {
         vec!["111111111111|4", "222222222222|6"]
     );
 }
+
+#[test]
+fn thousands_of_assume_roles_from_one_principal_are_paced_and_retried_when_sts_throttles() {
+    // 500 accounts, default flags (adaptive concurrency), and an STS that allows the one
+    // principal 100 AssumeRole calls a second.
+    let ids: Vec<String> = (0..500)
+        .map(|i| format!("{:012}", 600_000_000_000u64 + i))
+        .collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut options = common::options();
+    options.adaptive = true;
+    options.concurrency = iamsweep::run::CONCURRENCY_CEILING;
+    let mut rig = FakeRig::with_options(&accounts_toml(&refs), options);
+    // Real backoff: this test is about pacing.
+    rig.engine.options.calls.retry = iamsweep::calls::RetryPolicy::default();
+    rig.org.set_synthetic(Some(iamsweep::aws::fake::Synthetic {
+        users: 10,
+        groups: 2,
+    }));
+    rig.org.set_latency(std::time::Duration::from_millis(20));
+    rig.org.set_sts_rate_limit(Some(100));
+    let result = block_on(rig.engine.scan(&rig.file)).unwrap();
+    assert_eq!(result.status, iamsweep::store::RunStatus::Completed);
+    assert_eq!(
+        result.accounts_failed, 0,
+        "every throttled AssumeRole was retried"
+    );
+    let calls: i64 = rig.sql("SELECT sum(calls) FROM api_calls WHERE operation = 'AssumeRole'");
+    let throttled = rig.org.sts_throttled() as i64;
+    assert!(throttled > 0, "the test must hit the limit");
+    assert_eq!(
+        rig.sql::<i64>("SELECT sum(throttled) FROM api_calls WHERE operation = 'AssumeRole'"),
+        throttled,
+        "every refusal recorded"
+    );
+    // Paced, not hammered: most calls go through the first time.
+    assert!(
+        throttled * 3 < calls,
+        "{throttled} of {calls} AssumeRole calls throttled"
+    );
+    eprintln!("{throttled} of {calls} AssumeRole calls throttled");
+}

@@ -95,6 +95,11 @@ struct State {
     /// base credentials that expired mid-run.
     assume_fails: Option<(u64, AwsError)>,
     assume_calls: u64,
+    /// `AssumeRole` calls per second across the organization (one principal makes them all)
+    /// above which they are throttled.
+    sts_limit: Option<u32>,
+    sts_recent: VecDeque<Instant>,
+    sts_throttled: u64,
 }
 
 impl State {
@@ -264,6 +269,17 @@ impl FakeOrg {
     /// with `error`: base credentials that expired mid-run and cannot be refreshed.
     pub fn fail_assume_from(&self, nth: u64, error: AwsError) {
         self.lock().assume_fails = Some((nth, error));
+    }
+
+    /// `AssumeRole` calls above `per_second` in any one second, across all accounts, are
+    /// throttled, as STS limits the one principal that makes them.
+    pub fn set_sts_rate_limit(&self, per_second: Option<u32>) {
+        self.lock().sts_limit = per_second;
+    }
+
+    /// `AssumeRole` calls refused for rate.
+    pub fn sts_throttled(&self) -> u64 {
+        self.lock().sts_throttled
     }
 
     /// The base credentials work again (renewed).
@@ -523,12 +539,33 @@ impl Connector for FakeOrg {
         let refusal = {
             let mut st = self.lock();
             st.assume_calls += 1;
-            let expired = st
-                .assume_fails
-                .as_ref()
-                .filter(|(from, _)| st.assume_calls >= *from)
-                .map(|(_, e)| e.clone());
-            expired.or_else(|| st.refuse_assume.get(&account).cloned())
+            if let Some(limit) = st.sts_limit {
+                let now = Instant::now();
+                while st
+                    .sts_recent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+                {
+                    st.sts_recent.pop_front();
+                }
+                if st.sts_recent.len() >= limit as usize {
+                    st.sts_throttled += 1;
+                    Some(AwsError::throttled())
+                } else {
+                    st.sts_recent.push_back(now);
+                    None
+                }
+            } else {
+                None
+            }
+            .or_else(|| {
+                let expired = st
+                    .assume_fails
+                    .as_ref()
+                    .filter(|(from, _)| st.assume_calls >= *from)
+                    .map(|(_, e)| e.clone());
+                expired.or_else(|| st.refuse_assume.get(&account).cloned())
+            })
         };
         self.serve(&account, op, |_| refusal.map_or(Ok(()), Err))
             .await?;
