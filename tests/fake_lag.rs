@@ -31,12 +31,6 @@ fn lagging_rig() -> FakeRig {
     rig
 }
 
-fn journal(rig: &FakeRig) -> Vec<String> {
-    rig.rows(
-        "SELECT user_name, status, coalesce(reason, '-'), checked_at IS NOT NULL FROM actions ORDER BY id",
-    )
-}
-
 /// What the admin does: `ops` no longer grants P1 to alice (its policy is detached) nor to bob
 /// (he leaves the group), while someone else still holds it through `ops`... nobody: both
 /// users now hold P1 only directly.
@@ -55,7 +49,7 @@ fn grants_removed_while_reads_lag_are_caught_by_the_post_check_and_reattached() 
     let result = block_on_paused(rig.engine.apply(&rig.file)).unwrap();
     assert_eq!(result.tally.reverted, 2);
     assert_eq!(
-        journal(&rig),
+        rig.journal(),
         vec![
             "alice|reverted|covering_grant_vanished|1",
             "bob|reverted|covering_grant_vanished|1"
@@ -77,7 +71,7 @@ fn without_the_settle_window_a_lagging_post_check_would_miss_the_race() {
         .on_call(A, Op::GetGroup, 1, admin_removes_the_grants);
     block_on_paused(rig.engine.apply(&rig.file)).unwrap();
     assert_eq!(
-        journal(&rig),
+        rig.journal(),
         vec!["alice|detached|-|1", "bob|detached|-|1"]
     );
     assert!(!rig.org.user_policies(A, "alice").unwrap().contains(P1));
@@ -97,7 +91,7 @@ fn grants_removed_right_after_the_scan_are_seen_before_any_detach() {
     .unwrap();
     assert_eq!(result.tally.detached, 0);
     assert_eq!(
-        journal(&rig),
+        rig.journal(),
         vec![
             "alice|skipped|no_longer_covered|0",
             "bob|skipped|no_longer_covered|0"
@@ -120,7 +114,7 @@ fn a_lost_answer_is_settled_across_the_window_not_by_the_first_lagging_read() {
     // The read right after still showed alice's attachment (lag): not concluded "not done",
     // but re-read after the window: gone, so it was ours, post-checked and undoable.
     assert_eq!(
-        journal(&rig),
+        rig.journal(),
         vec!["alice|detached|confirmed_by_read|1", "bob|detached|-|1"]
     );
     assert_eq!(rig.org.calls(A, Op::DetachUserPolicy), 2);
@@ -174,7 +168,7 @@ fn recovery_of_a_crashed_intent_rereads_across_the_window() {
     // A read right away would still show alice's policy attached (lag) and call the detach
     // "not done"; across the window it is seen gone: ours, kept and post-checked.
     assert_eq!(
-        journal(&rig),
+        rig.journal(),
         vec![
             "alice|detached|reconciled|1",
             "bob|interrupted|not_executed|0",
@@ -272,7 +266,7 @@ fn a_user_recreated_under_the_same_name_is_another_principal() {
     let targets = rig.file.accounts.clone();
     let apply = block_on(rig.engine.apply_run(scan, &rig.file, targets)).unwrap();
     assert_eq!(
-        journal(&rig),
+        rig.journal(),
         vec!["alice|skipped|user_recreated|0", "bob|detached|-|1"]
     );
     assert!(rig.org.user_policies(A, "alice").unwrap().contains(P1));

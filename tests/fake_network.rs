@@ -23,12 +23,6 @@ fn timeout() -> AwsError {
     AwsError::new(ErrorKind::Transient, "Timeout", "the answer never came")
 }
 
-fn journal(rig: &FakeRig) -> Vec<String> {
-    rig.rows(
-        "SELECT user_name, status, coalesce(reason, '-'), checked_at IS NOT NULL FROM actions ORDER BY id",
-    )
-}
-
 fn rollback_list(rig: &FakeRig, run: i64) -> Vec<String> {
     block_on(rig.engine.store.call(move |s| s.rollback_items(run, None)))
         .unwrap()
@@ -54,7 +48,7 @@ fn a_detach_whose_answer_was_lost_is_ours_post_checked_and_in_the_rollback_list(
     let result = block_on(rig.engine.apply(&rig.file)).unwrap();
     assert_eq!(result.status, RunStatus::Completed);
     assert_eq!(
-        journal(&rig),
+        rig.journal(),
         vec!["alice|detached|confirmed_by_read|1", "bob|detached|-|1"]
     );
     // Sent once, never again blindly.
@@ -79,7 +73,7 @@ fn a_lost_request_that_never_reached_aws_is_settled_after_the_window_and_sent_ag
     let result = block_on(rig.engine.apply(&rig.file)).unwrap();
     assert_eq!(result.status, RunStatus::Completed);
     assert_eq!(
-        journal(&rig),
+        rig.journal(),
         vec!["alice|interrupted|not_executed|0", "alice|detached|-|1"]
     );
     assert_eq!(rig.org.calls(A, Op::DetachUserPolicy), 2);
@@ -108,7 +102,7 @@ fn an_answer_that_no_read_can_settle_stays_unknown_and_the_next_run_settles_it()
         "an unsettled write is not claimed done"
     );
     assert_eq!(first.tally.unsettled, 1);
-    assert_eq!(journal(&rig), vec!["alice|unknown|ambiguous|0"]);
+    assert_eq!(rig.journal(), vec!["alice|unknown|ambiguous|0"]);
     // The next run that changes AWS settles it first: gone, so it was ours; post-checked; in
     // the first run's rollback list, not the new run's.
     let second = block_on(rig.engine.apply(&rig.file)).unwrap();
@@ -143,7 +137,7 @@ fn a_concurrent_modification_is_retried_after_a_fresh_proof() {
     let result = block_on(rig.engine.apply(&rig.file)).unwrap();
     assert_eq!(result.status, RunStatus::Completed);
     assert_eq!(
-        journal(&rig),
+        rig.journal(),
         vec![
             "alice|interrupted|concurrent_modification|0",
             "alice|detached|-|1"
@@ -232,7 +226,7 @@ fn a_reattach_refused_for_the_quota_is_a_clear_failure_naming_it() {
     );
     let result = block_on(rig.engine.apply(&rig.file)).unwrap();
     assert!(result.has_failures());
-    assert_eq!(journal(&rig), vec!["alice|failed|reattach_failed|0"]);
+    assert_eq!(rig.journal(), vec!["alice|failed|reattach_failed|0"]);
     let message: String = rig.sql("SELECT error_message FROM actions");
     assert!(message.contains("Managed policies per user"), "{message}");
     let warned = rig.recorder.0.lock().unwrap().iter().any(|e| {
@@ -257,7 +251,7 @@ fn a_reattach_that_fails_on_the_network_is_retried_in_the_run_until_it_succeeds(
     assert_eq!(result.status, RunStatus::Completed);
     assert_eq!(result.tally.reverted, 1);
     assert_eq!(
-        journal(&rig),
+        rig.journal(),
         vec!["alice|reverted|covering_grant_vanished|1"]
     );
     assert!(rig.org.user_policies(A, "alice").unwrap().contains(P1));

@@ -453,6 +453,13 @@ impl FakeRig {
     pub fn rows(&self, query: &str) -> Vec<String> {
         rows_of(&self.db(), query)
     }
+
+    /// The journal, oldest first: user, status, reason, whether it was post-checked.
+    pub fn journal(&self) -> Vec<String> {
+        self.rows(
+            "SELECT user_name, status, coalesce(reason, '-'), checked_at IS NOT NULL FROM actions ORDER BY id",
+        )
+    }
 }
 
 /// Rows of a query on the database at `db`, as strings joined by `|`.
