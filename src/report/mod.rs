@@ -6,6 +6,7 @@
 mod accounts;
 mod api_calls;
 mod csv;
+mod diff;
 mod doctor;
 mod findings;
 mod history;
@@ -17,6 +18,7 @@ mod table;
 pub use self::accounts::accounts;
 pub use self::api_calls::api_calls;
 pub use self::csv::csv;
+pub use self::diff::{diff, diff_heading, diff_not_compared};
 pub use self::doctor::doctor;
 pub use self::findings::{FindingStream, findings};
 pub use self::history::history;
