@@ -16,7 +16,7 @@ pub struct Diff {
     /// Accounts compared, in `to`'s order.
     pub compared: Vec<String>,
     pub not_compared: Vec<NotCompared>,
-    /// Per compared account: reappeared, new, resolved (then unchanged, on request).
+    /// Reappeared, new, resolved (then unchanged, on request); each by account, user, policy.
     pub changes: Vec<Change>,
 }
 
@@ -134,6 +134,8 @@ pub fn diff(
     for account in &compared {
         changes.extend(store.changes(from, to, account, unchanged)?);
     }
+    // Drift first across all accounts, then new, resolved, unchanged; each in account order.
+    changes.sort_by_key(|c| c.change);
     Ok(Diff {
         from: from.map(|id| store.run(id)).transpose()?,
         to: store.run(to)?,

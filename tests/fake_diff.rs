@@ -87,9 +87,9 @@ fn a_detach_that_came_back_is_reappeared_with_its_request_id_and_the_rest_resolv
         lines(&d),
         [
             "reappeared 111111111111 alice Deploy",
+            "new 222222222222 carol Deploy",
             "resolved 111111111111 alice ReadOnlyAccess",
             "resolved 111111111111 carol ReadOnlyAccess",
-            "new 222222222222 carol Deploy",
             "resolved 222222222222 alice Deploy",
             "resolved 222222222222 alice ReadOnlyAccess",
             "resolved 222222222222 carol ReadOnlyAccess",

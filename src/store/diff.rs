@@ -31,7 +31,7 @@ pub struct ScanCoverage {
     pub error_code: Option<String>,
 }
 
-/// How a finding changed between two runs.
+/// How a finding changed between two runs, in the order `diff` lists them (drift first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
