@@ -167,15 +167,21 @@ fn head(page: &HtmlPage<'_>) -> String {
         if drift > 0 { "drift" } else { "" },
     );
 
-    // Per account: the same numbers as the end-of-run summary.
+    // Per account: the same numbers as the end-of-run summary. An apply of an earlier scan read
+    // no users itself: its columns of counts are left out rather than shown empty.
+    let read = page.accounts.iter().any(|a| a.users_seen.is_some());
     let _ = write!(
         h,
         "<div class=\"scroll\" tabindex=\"0\" role=\"region\" aria-labelledby=\"accounts-cap\">\n\
          <table id=\"accounts\" data-sortable>\n<caption id=\"accounts-cap\">Per account</caption>\n<thead><tr>\
-         <th scope=\"col\">Account</th><th scope=\"col\">Status</th><th scope=\"col\" class=\"num\">Users</th>\
-         <th scope=\"col\" class=\"num\">Groups</th><th scope=\"col\" class=\"num\">Redundant</th>\
+         <th scope=\"col\">Account</th><th scope=\"col\">Status</th>{}<th scope=\"col\" class=\"num\">Redundant</th>\
          <th scope=\"col\" class=\"num\">Direct-only</th>{}\
          <th scope=\"col\" class=\"num\">AWS calls</th></tr></thead>\n<tbody>\n",
+        if read {
+            "<th scope=\"col\" class=\"num\">Users</th><th scope=\"col\" class=\"num\">Groups</th>"
+        } else {
+            ""
+        },
         match run.kind.as_str() {
             "scan" => "",
             "rollback" => {
@@ -189,6 +195,15 @@ fn head(page: &HtmlPage<'_>) -> String {
         }
     );
     for a in page.accounts {
+        let seen = if read {
+            format!(
+                "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                opt(&a.users_seen),
+                opt(&a.groups_seen)
+            )
+        } else {
+            String::new()
+        };
         let changes = if applied {
             format!(
                 "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>",
@@ -200,8 +215,7 @@ fn head(page: &HtmlPage<'_>) -> String {
         let _ = writeln!(
             h,
             "<tr><td data-sort=\"{}\">{}{}</td><td><span class=\"badge {}\">{}</span></td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-             {changes}<td class=\"num\">{}</td></tr>",
+             {seen}<td class=\"num\">{}</td><td class=\"num\">{}</td>{changes}<td class=\"num\">{}</td></tr>",
             esc(&a.account_id),
             label(&a.account_id, a.account_name.as_deref()),
             match &a.origin {
@@ -210,8 +224,6 @@ fn head(page: &HtmlPage<'_>) -> String {
             },
             esc(&a.status),
             esc(&a.status),
-            opt(&a.users_seen),
-            opt(&a.groups_seen),
             opt(&a.redundant),
             opt(&a.direct_only),
             a.api_calls,
