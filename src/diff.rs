@@ -241,23 +241,21 @@ pub struct Gate {
 /// previous recorded scan of each account (not of the whole run: an account that failed last
 /// time is compared with the scan before).
 pub fn gate(store: &Store, run_id: i64) -> Result<Gate, StoreError> {
-    let mut gate = Gate::default();
+    let mut gate = Gate {
+        redundant: store.run(run_id)?.redundant,
+        ..Gate::default()
+    };
     for a in store.scan_coverage(run_id)? {
         if !a.scanned {
             continue;
         }
         let previous = store.previous_scan(&a.account_id, run_id)?;
-        for c in store.changes(previous, run_id, &a.account_id, true)? {
-            if c.kind != "redundant_direct" {
-                continue;
+        for c in store.changes(previous, run_id, &a.account_id, false)? {
+            match (c.kind.as_str(), c.change) {
+                ("redundant_direct", ChangeKind::New) => gate.new += 1,
+                ("redundant_direct", ChangeKind::Reappeared) => gate.reappeared += 1,
+                _ => {}
             }
-            match c.change {
-                ChangeKind::New => gate.new += 1,
-                ChangeKind::Reappeared => gate.reappeared += 1,
-                ChangeKind::Resolved => continue,
-                ChangeKind::Unchanged => {}
-            }
-            gate.redundant += 1;
         }
     }
     Ok(gate)

@@ -12,6 +12,9 @@ use std::io::Write;
 use crate::store::{AccountRow, ApiCallRow, FindingRow, RunRow};
 
 const CSS: &str = include_str!("report.css");
+/// Findings rows at most: a page a browser opens and a person reads (a million rows make a
+/// 300 MB file). The drift is always shown whole; CSV and JSON carry every finding.
+pub const MAX_ROWS: u64 = 20_000;
 const JS: &str = include_str!("report.js");
 
 /// What the page shows besides the findings.
@@ -48,12 +51,20 @@ pub(super) fn esc(s: &str) -> String {
 pub struct HtmlReport<W: Write> {
     out: W,
     rows: u64,
+    /// Findings left out beyond [`MAX_ROWS`].
+    left_out: u64,
+    run_id: i64,
 }
 
 impl<W: Write> HtmlReport<W> {
     pub fn start(mut out: W, page: &HtmlPage<'_>) -> std::io::Result<Self> {
         out.write_all(head(page).as_bytes())?;
-        let mut s = Self { out, rows: 0 };
+        let mut s = Self {
+            out,
+            rows: 0,
+            left_out: 0,
+            run_id: page.run.id,
+        };
         for f in page.drift {
             s.write_row(f)?;
         }
@@ -63,6 +74,10 @@ impl<W: Write> HtmlReport<W> {
     /// One finding; drift rows were written at the start and are skipped here.
     pub fn row(&mut self, f: &FindingRow) -> std::io::Result<()> {
         if f.reappeared.is_some() {
+            return Ok(());
+        }
+        if self.rows >= MAX_ROWS {
+            self.left_out += 1;
             return Ok(());
         }
         self.write_row(f)
@@ -78,6 +93,14 @@ impl<W: Write> HtmlReport<W> {
         if self.rows == 0 {
             self.out.write_all(
                 b"<tr><td colspan=\"8\">No direct policy attachments found.</td></tr>\n",
+            )?;
+        }
+        if self.left_out > 0 {
+            // Outside the rows the script filters and sorts: it always stays in view.
+            write!(
+                self.out,
+                "</tbody>\n<tbody><tr><th scope=\"row\" colspan=\"8\">{} more findings are not shown here (this page lists {MAX_ROWS}, drift first): <code>iamsweep report {} --format csv</code> lists them all.</th></tr>\n",
+                self.left_out, self.run_id
             )?;
         }
         self.out.write_all(tail(page).as_bytes())?;
@@ -568,6 +591,24 @@ mod tests {
         assert!(page.contains("No direct policy attachments found."));
         assert!(page.contains("None: no finding of this run"));
         assert!(page.ends_with("</html>\n"));
+    }
+
+    #[test]
+    fn a_run_larger_than_a_page_says_how_many_findings_are_left_out() {
+        let row = finding(
+            "alice",
+            "arn:aws:iam::aws:policy/ReadOnlyAccess",
+            "direct_only",
+            None,
+        );
+        let rows = vec![row; MAX_ROWS as usize + 5];
+        let page = page_with(&rows);
+        assert_eq!(page.matches("<tr data-kind=").count(), MAX_ROWS as usize);
+        assert!(
+            page.contains("5 more findings are not shown here (this page lists 20000, drift first): <code>iamsweep report 3 --format csv</code>"),
+            "{}",
+            &page[page.len() - 3000..]
+        );
     }
 
     #[test]
