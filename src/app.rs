@@ -1,6 +1,8 @@
 //! The commands: turns validated arguments into work, prints results on stdout and returns the
 //! exit code. The edge where anyhow-free errors meet the user.
 
+mod sweeps;
+
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,6 +32,8 @@ pub mod exit {
     pub const FAILURES: u8 = 1;
     /// Bad usage, configuration or database; nothing was changed.
     pub const USAGE: u8 = 2;
+    /// `scan --fail-on any|new` found what it was asked to fail on.
+    pub const FOUND: u8 = 3;
     /// Stopped by Ctrl-C; the run is `interrupted` and `iamsweep resume` continues it.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -65,7 +69,7 @@ impl AppError {
 pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
     let mut out = std::io::stdout().lock();
     match &cli.command {
-        Command::Scan => {
+        Command::Scan { fail_on } => {
             let mut file = config::load(&cli.accounts)?;
             let work = Work::start(&cli)?;
             let engine = engine(
@@ -78,8 +82,15 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
             .await?;
             resolve_accounts(&engine.connector, &mut file, engine.options.calls).await?;
             let result = engine.scan(&file).await?;
-            finish(&cli, &work.store, &result, &mut out, "report").await
+            let code = finish(&cli, &work.store, &result, &mut out, "report").await?;
+            sweeps::fail_on(&work.store, result.run_id, *fail_on, code, &mut out).await
         }
+        Command::Diff {
+            from,
+            to,
+            format,
+            unchanged,
+        } => sweeps::diff(&cli, *from, *to, *format, *unchanged, &mut out),
         Command::Apply(args) => apply(&cli, args, cancel, &mut out).await,
         Command::Resume { id } => resume(&cli, *id, cancel, &mut out).await,
         Command::Report { id, format } => {
@@ -93,7 +104,16 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
                     ))
                 })?,
             };
-            if *format == report::Format::Table {
+            let format = match format {
+                report::ReportFormat::Html => {
+                    sweeps::report_html(&store, id, &mut out)?;
+                    return Ok(exit::OK);
+                }
+                report::ReportFormat::Table => report::Format::Table,
+                report::ReportFormat::Json => report::Format::Json,
+                report::ReportFormat::Csv => report::Format::Csv,
+            };
+            if format == report::Format::Table {
                 let rows = store.report(id)?;
                 let _ = out.write_all(report::findings(&rows).as_bytes());
                 let _ = out.write_all(report::api_calls(&store.api_calls(id)?).as_bytes());
@@ -102,7 +122,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
                 // that stops early (`| head`) ends the report quietly, as with any Unix tool.
                 let written = report::FindingStream::start(
                     std::io::BufWriter::with_capacity(1 << 16, &mut out),
-                    *format,
+                    format,
                 )
                 .map_err(StoreError::Write)
                 .and_then(|mut stream| {

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::report::{Format, RollbackFormat};
+use crate::report::{Format, ReportFormat, RollbackFormat};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "iamsweep",
     version,
     about = "Detach IAM managed policies that users hold both directly and through a group, across many AWS accounts, without a user losing a permission for a second",
-    after_help = "Exit codes: 0 all done; 1 done, but some accounts or actions failed (or AWS Organizations could not be listed); 2 bad usage, configuration or database (nothing was changed); 130 interrupted by Ctrl-C (continue with `iamsweep resume`)."
+    after_help = "Exit codes: 0 all done; 1 done, but some accounts or actions failed (or AWS Organizations could not be listed); 2 bad usage, configuration or database (nothing was changed); 3 `scan --fail-on any|new` found what it was asked to fail on; 130 interrupted by Ctrl-C, expired credentials or a failed database (continue with `iamsweep resume`)."
 )]
 pub struct Cli {
     /// The SQLite audit database (created with mode 0600).
@@ -76,7 +76,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read every account and record findings; changes nothing.
-    Scan,
+    Scan {
+        /// Exit with code 3 when the scan recorded redundant findings (`any`), or redundant
+        /// findings that are new or reappeared since the previous scan of their account
+        /// (`new`). A failed account still makes it 1.
+        #[arg(long, value_enum, value_name = "WHAT")]
+        fail_on: Option<FailOn>,
+    },
     /// Detach redundant direct attachments, each verified live first.
     Apply(ApplyArgs),
     /// Continue an interrupted run (default: the latest unfinished one), with the accounts and
@@ -89,8 +95,23 @@ pub enum Command {
     Report {
         /// Run id (default: the latest run).
         id: Option<i64>,
+        /// `html`: one self-contained page for a review (summary, chart, drift, findings, AWS
+        /// calls), e.g. `iamsweep report --format html > report.html`.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+    },
+    /// Findings new, resolved or reappeared (detached by iamsweep, then attached again)
+    /// between two runs. Only accounts whose scan completed in both runs are compared.
+    Diff {
+        /// The earlier run (default: the latest run before TO that listed the same accounts).
+        from: Option<i64>,
+        /// The later run (default: the latest run that recorded a scan).
+        to: Option<i64>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Also list the findings that did not change.
+        #[arg(long)]
+        unchanged: bool,
     },
     /// Every run, with status, times and counts.
     Runs {
@@ -140,6 +161,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+/// What `scan --fail-on` fails on (exit code 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// Any redundant finding.
+    Any,
+    /// Redundant findings new or reappeared since the previous scan of their account.
+    New,
 }
 
 #[derive(Debug, Args)]

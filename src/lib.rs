@@ -9,6 +9,7 @@ pub mod calls;
 pub mod cancel;
 pub mod cli;
 pub mod config;
+pub mod diff;
 pub mod doctor;
 pub mod events;
 pub mod filters;

@@ -127,3 +127,27 @@ fn a_database_that_is_not_iamsweeps_is_refused_with_exit_2() {
         stderr(&out)
     );
 }
+
+#[test]
+fn diff_and_fail_on_are_part_of_the_contract_and_exit_code_3_is_documented() {
+    let w = Workdir::new("[[account]]\nid = \"111111111111\"\n");
+    let help = w.iamsweep(&["--help"]);
+    assert_exit(&help, 0);
+    assert!(
+        stdout(&help).contains("3 `scan --fail-on any|new` found what it was asked to fail on"),
+        "{}",
+        stdout(&help)
+    );
+    assert!(stdout(&help).contains("diff"), "{}", stdout(&help));
+    let scan_help = stdout(&w.iamsweep(&["scan", "--help"]));
+    assert!(scan_help.contains("--fail-on <WHAT>"), "{scan_help}");
+    assert_exit(&w.iamsweep(&["scan", "--fail-on", "some"]), 2);
+    assert_exit(&w.iamsweep(&["diff", "--format", "html"]), 2);
+    assert_exit(&w.iamsweep(&["runs", "--format", "html"]), 2);
+
+    // No database yet: diff says where to start, and creates nothing.
+    let out = w.iamsweep(&["diff"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("iamsweep scan"), "{}", stderr(&out));
+    assert!(!w.db().exists());
+}

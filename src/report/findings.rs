@@ -13,8 +13,10 @@ pub fn findings(rows: &[FindingRow]) -> String {
     if rows.is_empty() {
         return "no direct policy attachments found\n".into();
     }
-    // Skips show their reason (it says more than "skipped"); the rest their status.
+    // Skips show their reason (it says more than "skipped"); the rest their status. A finding
+    // nothing was done with yet says whether it is drift.
     let action = |r: &FindingRow| match &r.action {
+        None if r.reappeared.is_some() => "reappeared".to_owned(),
         None => "-".to_owned(),
         Some(a) => match &a.reason {
             Some(reason) if a.status == "skipped" => reason.clone(),
@@ -42,10 +44,20 @@ pub fn findings(rows: &[FindingRow]) -> String {
             ]
         })
         .collect();
-    table_fit(&HEADERS, &cells, &[], &[12, 13, 14, 9, 8, 14])
+    let mut out = table_fit(&HEADERS, &cells, &[], &[12, 13, 14, 9, 8, 14]);
+    let drift = rows.iter().filter(|r| r.reappeared.is_some()).count();
+    if drift > 0 {
+        out.push_str(&format!(
+            "\n{drift} reappeared: iamsweep detached {} before and {} came back; the clean-up\nwill not hold until {} source is fixed (`iamsweep diff`, the `drift` view)\n",
+            if drift == 1 { "it" } else { "them" },
+            if drift == 1 { "it" } else { "they" },
+            if drift == 1 { "its" } else { "their" },
+        ));
+    }
+    out
 }
 
-const FINDING_CSV_HEADERS: [&str; 12] = [
+const FINDING_CSV_HEADERS: [&str; 14] = [
     "account_id",
     "account_name",
     "account_origin",
@@ -58,6 +70,8 @@ const FINDING_CSV_HEADERS: [&str; 12] = [
     "action_status",
     "action_reason",
     "request_id",
+    "detached_in_run",
+    "detach_request_id",
 ];
 
 /// `report --format json|csv`, written as the findings stream from the store: JSON is an array
@@ -126,6 +140,18 @@ impl<W: Write> FindingStream<W> {
                     out.write_all(b",")?;
                     write_csv_field(out, cell)?;
                 }
+                out.write_all(b",")?;
+                if let Some(d) = &f.reappeared {
+                    write!(out, "{}", d.detached_in_run)?;
+                }
+                out.write_all(b",")?;
+                write_csv_field(
+                    out,
+                    f.reappeared
+                        .as_ref()
+                        .and_then(|d| d.detach_request_id)
+                        .unwrap_or_default(),
+                )?;
                 out.write_all(b"\n")?;
             }
         }
@@ -216,6 +242,21 @@ mod tests {
                 error_message: None,
                 finished_at: None,
             }),
+            reappeared: None,
+        };
+        let drift = FindingRow {
+            reappeared: Some(crate::store::Reappeared {
+                detached_in_run: 2,
+                detach_request_id: Some("req-0".into()),
+                detached_at: Some("2026-11-27T22:16:06.123Z".into()),
+            }),
+            ..row(
+                "dave",
+                "arn:aws:iam::aws:policy/ReadOnlyAccess",
+                "redundant_direct",
+                &["ops"],
+                None,
+            )
         };
         let rows = vec![
             row(
@@ -239,6 +280,7 @@ mod tests {
                 &[],
                 None,
             ),
+            drift,
         ];
         insta::assert_snapshot!("findings_table", findings(&rows));
         insta::assert_snapshot!("findings_csv", stream(&rows, Format::Csv));
@@ -286,6 +328,11 @@ mod tests {
                     error_message: a.error_message.as_deref(),
                     finished_at: a.finished_at.as_deref(),
                 }),
+                reappeared: r.reappeared.as_ref().map(|d| crate::store::ReappearedView {
+                    detached_in_run: d.detached_in_run,
+                    detach_request_id: d.detach_request_id.as_deref(),
+                    detached_at: d.detached_at.as_deref(),
+                }),
             };
             s.row(&view).unwrap();
         }
@@ -317,6 +364,7 @@ mod tests {
                 error_message: None,
                 finished_at: None,
             }),
+            reappeared: None,
         };
         let t = findings(&[row]);
         assert!(t.lines().all(|l| l.chars().count() <= 80), "{t}");

@@ -1,14 +1,17 @@
-//! Pure rendering of what the store holds: tables for people, JSON and CSV for tools, and the
-//! end-of-run summary. No I/O: every function returns a String.
+//! Pure rendering of what the store holds: tables for people, JSON and CSV for tools, an HTML
+//! page for reviews, and the end-of-run summary. No I/O of its own: functions return a String,
+//! and the streamed outputs write to the writer they are given.
 //!
 //! One file per output; the text-table and CSV primitives they share have a file each.
 
 mod accounts;
 mod api_calls;
 mod csv;
+mod diff;
 mod doctor;
 mod findings;
 mod history;
+mod html;
 mod rollback;
 mod runs;
 mod summary;
@@ -17,9 +20,11 @@ mod table;
 pub use self::accounts::accounts;
 pub use self::api_calls::{api_calls, organization_calls};
 pub use self::csv::csv;
+pub use self::diff::{diff, diff_heading, diff_not_compared};
 pub use self::doctor::doctor;
 pub use self::findings::{FindingStream, findings};
 pub use self::history::history;
+pub use self::html::{HtmlPage, HtmlReport, html};
 pub use self::rollback::{RollbackFormat, rollback, shell_quote};
 pub use self::runs::runs;
 pub use self::summary::summary;
@@ -30,6 +35,16 @@ pub enum Format {
     Table,
     Json,
     Csv,
+}
+
+/// `report`'s formats: those of every listing, and a page for a review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+    /// One self-contained HTML file (inline CSS, JavaScript and SVG; no network).
+    Html,
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {

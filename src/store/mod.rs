@@ -8,9 +8,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
 pub mod actor;
+mod diff;
 mod rows;
 mod stream;
 
+pub use diff::*;
 pub use rows::*;
 
 use crate::apply::Tally;
@@ -34,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_history_views.sql"),
     include_str!("../../migrations/0003_truthful_journal.sql"),
+    include_str!("../../migrations/0004_drift.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -1201,7 +1204,7 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(
-            err.contains("newer iamsweep (schema version 99; this one knows up to 3)"),
+            err.contains("newer iamsweep (schema version 99; this one knows up to 4)"),
             "{err}"
         );
     }

@@ -168,6 +168,16 @@ pub struct FindingRow {
     pub kind: String,
     pub covering_groups: Vec<String>,
     pub action: Option<ActionSummary>,
+    /// iamsweep detached it before this scan and it came back: drift (the `drift` view).
+    pub reappeared: Option<Reappeared>,
+}
+
+/// The earlier detach of a finding that came back: it did not hold.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Reappeared {
+    pub detached_in_run: i64,
+    pub detach_request_id: Option<String>,
+    pub detached_at: Option<String>,
 }
 
 /// A finding as `report` streams it, borrowed from the database row; serializes exactly like
@@ -186,6 +196,14 @@ pub struct FindingView<'a> {
     /// The stored JSON array, passed through as it is.
     pub covering_groups: &'a serde_json::value::RawValue,
     pub action: Option<ActionView<'a>>,
+    pub reappeared: Option<ReappearedView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReappearedView<'a> {
+    pub detached_in_run: i64,
+    pub detach_request_id: Option<&'a str>,
+    pub detached_at: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -230,6 +248,11 @@ impl FindingView<'_> {
                 error_code: own(a.error_code),
                 error_message: own(a.error_message),
                 finished_at: own(a.finished_at),
+            }),
+            reappeared: self.reappeared.as_ref().map(|d| Reappeared {
+                detached_in_run: d.detached_in_run,
+                detach_request_id: own(d.detach_request_id),
+                detached_at: own(d.detached_at),
             }),
         }
     }

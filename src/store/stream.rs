@@ -2,8 +2,8 @@
 //! Two threads share the work: a reader with its own connection walks the run account by
 //! account, in one read transaction (one consistent snapshot), and copies each finding with its
 //! latest action into batches; the caller's thread turns each row into a borrowed
-//! [`FindingView`] and writes it out. At most a few batches and one account's actions are held,
-//! so memory stays flat whatever the size of the run.
+//! [`FindingView`] and writes it out. At most a few batches and one account's actions (and
+//! drift detaches) are held, so memory stays flat whatever the size of the run.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -13,18 +13,20 @@ use std::sync::mpsc;
 use rusqlite::params;
 use rusqlite::types::ValueRef;
 
-use super::{ActionView, FindingView, Store, StoreError};
+use super::diff::DRIFT_DETACHES;
+use super::{ActionView, FindingView, ReappearedView, Store, StoreError};
 
 /// Rows per batch, and batches in flight between the threads.
 const BATCH_ROWS: usize = 2048;
 const IN_FLIGHT: usize = 4;
 
 /// Text cells per finding (user_name, user_arn, policy_arn, policy_name, kind,
-/// covering_groups) and per action (status, reason, covering_group, request_id, error_code,
-/// error_message, finished_at).
+/// covering_groups), per action (status, reason, covering_group, request_id, error_code,
+/// error_message, finished_at) and per drift detach (request_id, finished_at).
 const FINDING_TEXTS: usize = 6;
 const ACTION_TEXTS: usize = 7;
-const TEXTS: usize = FINDING_TEXTS + ACTION_TEXTS;
+const DRIFT_TEXTS: usize = 2;
+const TEXTS: usize = FINDING_TEXTS + ACTION_TEXTS + DRIFT_TEXTS;
 
 /// Text copied out of SQLite: every cell's bytes back to back, cells as ranges into them.
 #[derive(Default)]
@@ -71,6 +73,8 @@ struct RowIds {
     finding: i64,
     /// The action's id and run.
     action: Option<(i64, i64)>,
+    /// The run of the earlier detach that did not hold (drift).
+    detached_in_run: Option<i64>,
 }
 
 /// Findings copied out of SQLite: `TEXTS` cells per row.
@@ -169,6 +173,11 @@ impl Store {
                         }),
                         None => None,
                     };
+                    let reappeared = ids.detached_in_run.map(|run| ReappearedView {
+                        detached_in_run: run,
+                        detach_request_id: cell(FINDING_TEXTS + ACTION_TEXTS),
+                        detached_at: cell(FINDING_TEXTS + ACTION_TEXTS + 1),
+                    });
                     let view = FindingView {
                         finding_id,
                         account_id,
@@ -185,6 +194,7 @@ impl Store {
                             ))
                         })?,
                         action,
+                        reappeared,
                     };
                     each(&view).map_err(StoreError::Write)?;
                     count += 1;
@@ -214,6 +224,53 @@ struct AccountActions {
     /// Per action: its id and run.
     ids: Vec<(i64, i64)>,
     latest: HashMap<i64, usize>,
+}
+
+/// One account's detaches that make a finding drift, by user and policy (see `DRIFT_DETACHES`):
+/// few, and usually none.
+#[derive(Default)]
+struct AccountDrift {
+    cells: Cells,
+    runs: Vec<i64>,
+    /// `user_name` NUL `policy_arn` -> index of the latest detach.
+    latest: HashMap<String, usize>,
+}
+
+/// A text column, borrowed from the row.
+fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    r.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn drift_key(key: &mut String, user: &str, policy: &str) {
+    key.clear();
+    key.push_str(user);
+    key.push('\0');
+    key.push_str(policy);
+}
+
+/// Loads the detaches that make findings of `scope`'s run in `account` drift.
+fn load_drift(
+    detaches: &mut rusqlite::Statement<'_>,
+    scope: Scope,
+    account: &str,
+    these: &mut AccountDrift,
+) -> Result<(), StoreError> {
+    these.cells.clear();
+    these.runs.clear();
+    these.latest.clear();
+    let mut key = String::new();
+    let mut rows = detaches.query(params![scope.findings_run, account])?;
+    while let Some(r) = rows.next()? {
+        drift_key(&mut key, text(r, 0)?, text(r, 1)?);
+        // Oldest first: the latest detach of a finding is the one kept.
+        these.latest.insert(key.clone(), these.runs.len());
+        these.runs.push(r.get(2)?);
+        these.cells.push_text(r.get_ref(3)?)?;
+        these.cells.push_text(r.get_ref(4)?)?;
+    }
+    Ok(())
 }
 
 /// Loads `account`'s actions on findings into `these` (other runs' findings match none of this
@@ -269,24 +326,39 @@ fn read_rows(
         // A scan's findings show the latest action of any run (?1 is NULL, unused).
         None => tx.prepare(ACTIONS)?,
     };
+    let mut detaches = tx.prepare(DRIFT_DETACHES)?;
     let mut these = AccountActions::default();
+    let mut drift = AccountDrift::default();
+    let mut key = String::new();
     let mut batch = Batch::default();
     for (index, account) in accounts.iter().enumerate() {
         load_actions(&mut actions, scope, account, &mut these)?;
+        load_drift(&mut detaches, scope, account, &mut drift)?;
         let mut rows = findings.query(params![scope.findings_run, account])?;
         while let Some(r) = rows.next()? {
             let finding: i64 = r.get(0)?;
             let action = these.latest.get(&finding).copied();
+            let detach = if drift.latest.is_empty() {
+                None
+            } else {
+                drift_key(&mut key, text(r, 1)?, text(r, 3)?);
+                drift.latest.get(key.as_str()).copied()
+            };
             batch.rows.push(RowIds {
                 account: index,
                 finding,
                 action: action.map(|a| these.ids[a]),
+                detached_in_run: detach.map(|d| drift.runs[d]),
             });
             for i in 1..=FINDING_TEXTS {
                 batch.cells.push_text(r.get_ref(i)?)?;
             }
             for i in 0..ACTION_TEXTS {
                 let cell = action.and_then(|a| these.cells.cell(a * ACTION_TEXTS + i));
+                batch.cells.push(cell);
+            }
+            for i in 0..DRIFT_TEXTS {
+                let cell = detach.and_then(|d| drift.cells.cell(d * DRIFT_TEXTS + i));
                 batch.cells.push(cell);
             }
             if batch.rows.len() == BATCH_ROWS {

@@ -205,6 +205,17 @@ impl Seeder {
             .collect()
     }
 
+    /// Attaches `policy` to `user` directly: a colleague, or Terraform putting it back.
+    pub async fn attach_user_policy(&self, user: &str, policy: &str) {
+        self.iam
+            .attach_user_policy()
+            .user_name(user)
+            .policy_arn(policy)
+            .send()
+            .await
+            .expect("attach user policy");
+    }
+
     pub async fn detach_group_policy(&self, group: &str, policy: &str) {
         self.iam
             .detach_group_policy()
@@ -347,6 +358,62 @@ pub fn assert_exit(o: &Output, code: i32) {
         stdout(o),
         stderr(o)
     );
+}
+
+/// Whatever in an HTML page could make a browser fetch something: a URL, an attribute or CSS
+/// that loads, an element that embeds, a script API that sends. Empty for a self-contained
+/// page. Each hit comes with its surroundings.
+pub fn external_references(page: &str) -> Vec<String> {
+    let lower = page.to_lowercase();
+    let mut hits = Vec::new();
+    let around = |at: usize| {
+        let start = lower[..at]
+            .char_indices()
+            .rev()
+            .nth(40)
+            .map_or(0, |(i, _)| i);
+        let end = lower[at..]
+            .char_indices()
+            .nth(60)
+            .map_or(lower.len(), |(i, _)| at + i);
+        lower[start..end].to_owned()
+    };
+    for needle in [
+        "://",
+        "src=",
+        "srcset=",
+        "url(",
+        "@import",
+        "<link",
+        "<iframe",
+        "<object",
+        "<embed",
+        "<img",
+        "<base",
+        "<form",
+        "<audio",
+        "<video",
+        "fetch(",
+        "xmlhttprequest",
+        "websocket",
+        "eventsource",
+        "sendbeacon",
+        "import(",
+        "serviceworker",
+        "window.open",
+    ] {
+        for (at, _) in lower.match_indices(needle) {
+            hits.push(format!("`{needle}`: …{}…", around(at)));
+        }
+    }
+    // Links are allowed only within the page.
+    for (at, _) in lower.match_indices("href=") {
+        let value = lower[at + 5..].trim_start_matches(['"', '\'']);
+        if !value.starts_with('#') {
+            hits.push(format!("`href=`: …{}…", around(at)));
+        }
+    }
+    hits
 }
 
 /// Runs a future on a fresh runtime (the tests are plain `#[test]`s that also run the binary).
