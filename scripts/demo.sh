@@ -53,6 +53,8 @@ step "report: every direct attachment the scan found"
 run "$BIN" report
 
 step "apply --yes: detach only what a group still grants, verified live"
+echo "(about 30 s: IAM is eventually consistent, so apply relies on a grant only once the scan saw it"
+echo " 15 s ago, and post-checks each detach once another 15 s have passed; see README, Safety)"
 run "$BIN" apply --yes
 
 step "report: what apply did, per finding"

@@ -4,6 +4,7 @@
 //! `resume`. No printing: events go to the reporter, rows to the store.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -31,6 +32,9 @@ pub struct RunOptions {
     pub calls: CallPolicy,
     pub apply: ApplyOptions,
 }
+
+/// How often the engine looks whether the concurrency limit lets more accounts start.
+const LIMIT_RECHECK: Duration = Duration::from_millis(50);
 
 /// The most accounts an adaptive limit lets run at once.
 pub const CONCURRENCY_CEILING: usize = 256;
@@ -356,22 +360,34 @@ impl<C: Connector> Engine<C> {
         // Every account's AssumeRole is made by one principal: one pace for all of them,
         // unpaced until STS throttles.
         let sts = Arc::new(Pacer::new(None));
-        let mut waiting = jobs.iter();
+        let waiting = jobs.iter();
         let mut results = FuturesUnordered::new();
         let mut tally = Tally::default();
         let mut failed = 0;
         let mut interrupted = false;
         let mut halted: Option<Halt> = None;
         let mut fatal = None;
+        let mut waiting = waiting.peekable();
         loop {
             // Start accounts while the limit allows (it moves with how the calls go).
-            while results.len() < limiter.limit() {
+            while results.len() < limiter.limit() && !self.cancel.is_cancelled() {
                 let Some((t, plan)) = waiting.next() else {
                     break;
                 };
                 results.push(self.account(run_id, t, *plan, &limiter, &sts));
             }
-            let Some(r) = results.next().await else {
+            // The limit may grow while every account in flight is still busy (an apply
+            // waiting out its settle window): look again now and then, not only when one ends.
+            let more = waiting.peek().is_some() && !self.cancel.is_cancelled();
+            let next = if more {
+                tokio::select! {
+                    r = results.next() => r,
+                    _ = tokio::time::sleep(LIMIT_RECHECK) => continue,
+                }
+            } else {
+                results.next().await
+            };
+            let Some(r) = next else {
                 break;
             };
             match r {
