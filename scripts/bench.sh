@@ -91,7 +91,8 @@ LINK_MOTO=$!
 PROXY_PORT="$(moto_free_port)"
 "$PY" scripts/bench/delay_proxy.py "$PROXY_PORT" "127.0.0.1:$LINK_PORT" "$LINK_MS" &
 LINK_PROXY=$!
-trap 'kill $LINK_PROXY $LINK_MOTO 2>/dev/null; moto_stop' EXIT
+# (set -e holds inside traps: a kill of an already-stopped process must not skip moto_stop)
+trap 'kill $LINK_PROXY $LINK_MOTO 2>/dev/null || true; moto_stop' EXIT
 for _ in $(seq 1 100); do
     "$PY" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1])" "http://127.0.0.1:$LINK_PORT/moto-api/" 2>/dev/null && break
     sleep 0.2

@@ -2,10 +2,11 @@
 //! limiter (as TCP Vegas and Netflix's concurrency-limits do). Every AWS call reports how long it
 //! took; while calls take at most twice as long as the fastest of their kind, the endpoint is
 //! not queueing them and more accounts may start (four times as many at first, then growing by
-//! the square root of the limit); when they take longer, the limit follows the ratio down, smoothed and by
-//! at most half at a time; a throttled call halves it. Real AWS serves and throttles each account on its own, so the limit climbs to its
-//! ceiling; a local emulator that builds one answer at a time keeps it near a few. Pure
-//! arithmetic under a lock: no I/O, no timers.
+//! the square root of the limit); when they take longer, the limit follows the ratio down,
+//! smoothed and by at most half at a time; a throttled call halves it. Real AWS serves and
+//! throttles each account on its own, so the limit climbs to its ceiling; a local emulator that
+//! builds one answer at a time keeps it near a few. Pure arithmetic under a lock: no I/O, no
+//! timers.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -51,7 +51,7 @@ if one and dflt and floor and naive:
     lines.append((f"iamsweep scan --concurrency 1, moto {accounts}x{users} (runs {runs_text(one_w)})",
                   our_calls, one, rss, f"/floor {r_one:.2f}", f"<= 1.0: {verdict(r_one <= 1.0)}"))
     r_dflt = dflt / floor
-    lines.append((f"iamsweep scan, default --concurrency 8 (runs {runs_text(dflt_w)})", our_calls, dflt,
+    lines.append((f"iamsweep scan, default flags (adaptive concurrency) (runs {runs_text(dflt_w)})", our_calls, dflt,
                   max(r["peak_rss_mib"] for r in by["iamsweep scan (default concurrency)"]),
                   f"/floor {r_dflt:.2f}", "(moto builds concurrent responses slower)"))
     lines.append((f"boto3 GAAD pages only, the floor (runs {runs_text(floor_w)})", floor_calls, floor,
