@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FakeRig, accounts_toml, block_on};
+use common::{FakeRig, accounts_toml, block_on, block_on_paused};
 use iamsweep::aws::{AwsError, ErrorKind, Op};
 use iamsweep::events::Event;
 use iamsweep::run::{Halt, RunOptions};
@@ -84,18 +84,29 @@ fn a_lost_request_that_never_reached_aws_is_settled_after_the_window_and_sent_ag
     );
 }
 
+/// Reads of alice's attachments the meter makes for one logical read (each retried).
+const ATTEMPTS_PER_READ: u64 = 4;
+/// Settling reads a run makes before it leaves a row `unknown`: the one right after the lost
+/// answer, then five across the window (2, 4, 8 and 16 s apart).
+const SETTLING_READS: u64 = 1 + 5;
+
 #[test]
 fn an_answer_that_no_read_can_settle_stays_unknown_and_the_next_run_settles_it() {
     let rig = FakeRig::with_options(&accounts_toml(&[A]), with_settle(200));
     rig.org.add_group(A, "ops", &[P1]);
     rig.org.add_user(A, "alice", &["ops"], &[P1]);
     rig.org.lose_answer(A, Op::DetachUserPolicy, 1, timeout());
-    // Every read of alice's attachments fails, in the run and at the window's end.
-    for n in 1..=8 {
+    // Every read of alice's attachments fails, in the run and at the window's end, and each
+    // time it is read again later in the run.
+    for n in 1..=SETTLING_READS * ATTEMPTS_PER_READ {
         rig.org
             .fail_call(A, Op::ListAttachedUserPolicies, n, timeout());
     }
-    let first = block_on(rig.engine.apply(&rig.file)).unwrap();
+    let first = block_on_paused(rig.engine.apply(&rig.file)).unwrap();
+    assert_eq!(
+        rig.org.calls(A, Op::ListAttachedUserPolicies),
+        SETTLING_READS * ATTEMPTS_PER_READ
+    );
     assert_eq!(first.status, RunStatus::CompletedWithErrors);
     assert!(
         first.has_failures(),
@@ -117,6 +128,89 @@ fn an_answer_that_no_read_can_settle_stays_unknown_and_the_next_run_settles_it()
     );
     assert!(rollback_list(&rig, second.run_id).is_empty());
     assert_eq!(rig.org.calls(A, Op::DetachUserPolicy), 1);
+}
+
+#[test]
+fn a_network_down_for_seconds_after_a_lost_answer_is_read_through_within_the_run() {
+    // The answer is lost and the reads fail for a while (a dozen attempts, ~10 s): the run
+    // reads again later instead of leaving the row `unknown` for the next run.
+    let rig = FakeRig::with_options(&accounts_toml(&[A]), with_settle(200));
+    rig.org.add_group(A, "ops", &[P1]);
+    rig.org.add_user(A, "alice", &["ops"], &[P1]);
+    rig.org.lose_answer(A, Op::DetachUserPolicy, 1, timeout());
+    for n in 1..=12 {
+        rig.org
+            .fail_call(A, Op::ListAttachedUserPolicies, n, timeout());
+    }
+    let result = block_on_paused(rig.engine.apply(&rig.file)).unwrap();
+    assert_eq!(result.status, RunStatus::Completed);
+    assert_eq!(result.tally.unsettled, 0);
+    assert_eq!(rig.journal(), vec!["alice|detached|confirmed_by_read|1"]);
+    assert_eq!(
+        rollback_list(&rig, result.run_id),
+        vec![format!("alice|{P1}")]
+    );
+    assert_eq!(rig.org.calls(A, Op::DetachUserPolicy), 1);
+}
+
+#[test]
+fn ctrl_c_waits_for_no_backoff_of_a_settling_read() {
+    // Reads fail long enough that the settling read waits 4 s for its third try; Ctrl-C just
+    // after the second failed makes that try at once, and its answer settles the row.
+    let rig = FakeRig::with_options(&accounts_toml(&[A]), with_settle(200));
+    rig.org.add_group(A, "ops", &[P1]);
+    rig.org.add_user(A, "alice", &["ops"], &[P1]);
+    rig.org.lose_answer(A, Op::DetachUserPolicy, 1, timeout());
+    let failing = 3 * ATTEMPTS_PER_READ;
+    for n in 1..=failing {
+        rig.org
+            .fail_call(A, Op::ListAttachedUserPolicies, n, timeout());
+    }
+    let (cancel, org) = (rig.engine.cancel.clone(), rig.org.clone());
+    let asked = std::thread::spawn(move || {
+        while org.calls(A, Op::ListAttachedUserPolicies) < failing {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        cancel.cancel();
+        std::time::Instant::now()
+    });
+    block_on(rig.engine.apply(&rig.file)).unwrap();
+    let waited = asked.join().unwrap().elapsed();
+    assert_eq!(rig.journal(), vec!["alice|detached|confirmed_by_read|1"]);
+    // Without the hurry, the third read waits until ~3.7 s after Ctrl-C.
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+}
+
+#[test]
+fn a_post_check_that_cannot_read_the_grant_retries_then_reattaches_saying_why() {
+    // The group cannot be read after the detach: read again later in the run; a grant that
+    // still cannot be read is not relied on, the policy goes back, and the journal says it
+    // was unreadable (not that it vanished).
+    let rig = FakeRig::with_options(&accounts_toml(&[A]), with_settle(200));
+    rig.org.add_group(A, "ops", &[P1]);
+    rig.org.add_user(A, "alice", &["ops"], &[P1]);
+    // The proof before the detach reads the group once; every read after it fails.
+    for n in 2..=200 {
+        rig.org.fail_call(A, Op::GetGroup, n, timeout());
+    }
+    let result = block_on_paused(rig.engine.apply(&rig.file)).unwrap();
+    assert_eq!(
+        rig.journal(),
+        vec!["alice|reverted|post_check_unreadable|1"]
+    );
+    assert_eq!(
+        rig.org.user_policies(A, "alice").unwrap(),
+        std::collections::BTreeSet::from([P1.to_owned()]),
+        "held both ways again, as before the run"
+    );
+    // Tried five times (each retried by the meter), not once.
+    assert_eq!(rig.org.calls(A, Op::GetGroup), 1 + 5 * ATTEMPTS_PER_READ);
+    assert!(rollback_list(&rig, result.run_id).is_empty());
+    let warned = rig.recorder.0.lock().unwrap().iter().any(
+        |e| matches!(e, Event::Warning { message, .. } if message.contains("could not be read")),
+    );
+    assert!(warned, "the warning says the grant was unreadable");
 }
 
 #[test]

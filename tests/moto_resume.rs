@@ -251,19 +251,7 @@ fn assert_each_detach_once_across_runs(w: &Workdir, accounts: &[String]) {
         }
     });
     let redundant = (accounts.len() * USERS * 2) as i64;
-    assert_eq!(
-        w.sql::<i64>(
-            "SELECT count(*) FROM actions WHERE status IN ('pending', 'unknown', 'reverting', 'failed')"
-        ),
-        0,
-        "no row left open in any run"
-    );
-    assert_eq!(
-        w.sql::<i64>(
-            "SELECT count(*) FROM actions WHERE status = 'detached' AND checked_at IS NULL"
-        ),
-        0
-    );
+    w.assert_journal_settled();
     let runs: Vec<String> = w.rows("SELECT id FROM runs WHERE kind = 'apply' ORDER BY id");
     let mut listed = Vec::new();
     for run in &runs {

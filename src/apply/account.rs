@@ -275,6 +275,7 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
                 request_id,
                 kind: DueKind::PostCheck {
                     status: ActionStatus::Detached,
+                    reads: 0,
                 },
             };
             match result {
@@ -339,6 +340,7 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
                                 kind: DueKind::Ambiguous {
                                     reason: reason::CONFIRMED_BY_READ,
                                     tries,
+                                    reads: 0,
                                 },
                                 ..post_check(None)
                             });

@@ -131,6 +131,7 @@ pub mod reason {
     pub const AMBIGUOUS: &str = "ambiguous";
     pub const CONCURRENT_MODIFICATION: &str = "concurrent_modification";
     pub const GRANT_VANISHED: &str = "covering_grant_vanished";
+    pub const POST_CHECK_UNREADABLE: &str = "post_check_unreadable";
     pub const REATTACH_FAILED: &str = "reattach_failed";
     pub const RECONCILED: &str = "reconciled";
     pub const NOT_EXECUTED: &str = "not_executed";

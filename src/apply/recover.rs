@@ -39,6 +39,7 @@ impl<I: Iam> AccountApply<'_, I> {
                     DueKind::Ambiguous {
                         reason: reason::RECONCILED,
                         tries: 1,
+                        reads: 0,
                     },
                 ),
                 ActionStatus::Unknown => (
@@ -46,19 +47,32 @@ impl<I: Iam> AccountApply<'_, I> {
                     DueKind::Ambiguous {
                         reason: reason::CONFIRMED_BY_READ,
                         tries: 1,
+                        reads: 0,
                     },
                 ),
                 ActionStatus::Detached => (
                     after(a.finished_at.as_deref().unwrap_or(&a.intent_at), window),
                     DueKind::PostCheck {
                         status: ActionStatus::Detached,
+                        reads: 0,
                     },
                 ),
-                ActionStatus::Reverting => (Instant::now(), DueKind::Reattach { tries: 0 }),
+                ActionStatus::Reverting => (
+                    Instant::now(),
+                    DueKind::Reattach {
+                        tries: 0,
+                        why: if a.reason.as_deref() == Some(reason::POST_CHECK_UNREADABLE) {
+                            reason::POST_CHECK_UNREADABLE
+                        } else {
+                            reason::GRANT_VANISHED
+                        },
+                    },
+                ),
                 _ => (
                     Instant::now(),
                     DueKind::PostCheck {
                         status: ActionStatus::Failed,
+                        reads: 0,
                     },
                 ),
             };

@@ -19,21 +19,33 @@ use crate::aws::{AwsError, ErrorKind, Iam};
 use crate::findings::Finding;
 use crate::store::{ActionStatus, Outcome, StoreError};
 
-/// How many times a re-attach that keeps failing on the network is tried again in a run.
+/// How many times a re-attach that keeps failing on the network is tried in a run.
 const REATTACH_TRIES: u32 = 5;
+/// How many times a settling read (is the detached attachment gone? does a group still grant
+/// it?) that keeps failing on the network is tried in a run, each already retried by the
+/// meter: a network that fails for seconds must not leave an `unknown` row, or a re-attach,
+/// behind.
+const READ_TRIES: u32 = 5;
+/// How often a queue waiting for its next item looks whether the run is stopping.
+const STOP_POLL: Duration = Duration::from_millis(250);
 
 /// What to do with a journaled action once it is due.
 #[derive(Clone, Debug)]
 pub(super) enum DueKind {
     /// Confirm a group still grants the detached policy. `status` is the row's status now
-    /// (`detached`, or `failed` after a re-attach that failed).
-    PostCheck { status: ActionStatus },
+    /// (`detached`, or `failed` after a re-attach that failed); `reads`: the tries so far.
+    PostCheck { status: ActionStatus, reads: u32 },
     /// A detach whose outcome is unknown: read whether the attachment is gone. `reason`
     /// is recorded when it is (`confirmed_by_read`, or `reconciled` after a crash); `tries`:
-    /// the attempts made at this finding so far.
-    Ambiguous { reason: &'static str, tries: u32 },
-    /// Attach the policy back (a re-attach begun, or failed on the network).
-    Reattach { tries: u32 },
+    /// the attempts made at this finding so far; `reads`: the settling reads tried so far.
+    Ambiguous {
+        reason: &'static str,
+        tries: u32,
+        reads: u32,
+    },
+    /// Attach the policy back (a re-attach begun, or failed on the network), because `why`
+    /// (`covering_grant_vanished`, or `post_check_unreadable`).
+    Reattach { tries: u32, why: &'static str },
 }
 
 /// One action waiting for its time.
@@ -79,22 +91,38 @@ impl Queue {
     }
 
     /// The items due next (the first one and those due within the grace after it), once
-    /// every one of them is due; `None` once closed and empty.
-    async fn next_batch(&self) -> Option<Vec<Due>> {
+    /// every one of them is due; `None` once closed and empty. Once `stopping`, reads waiting
+    /// to be tried again are due at once (their last try), so a stop waits for no backoff.
+    async fn next_batch(&self, stopping: impl Fn() -> bool) -> Option<Vec<Due>> {
         loop {
+            if stopping() {
+                self.hurry_retried_reads();
+            }
             match self.take_due() {
                 Next::Batch(due, last) => {
                     tokio::time::sleep_until(last).await;
                     return Some(due);
                 }
                 Next::At(at) => {
+                    // Woken now and then to see whether the run is stopping.
                     tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {}
+                        _ = tokio::time::sleep_until(at.min(Instant::now() + STOP_POLL)) => {}
                         _ = self.wake.notified() => {}
                     }
                 }
                 Next::Nothing if self.closed.load(Ordering::SeqCst) => return None,
                 Next::Nothing => self.wake.notified().await,
+            }
+        }
+    }
+
+    fn hurry_retried_reads(&self) {
+        let now = Instant::now();
+        for item in self.items.lock().expect("due queue").iter_mut() {
+            if let DueKind::Ambiguous { reads: 1.., .. } | DueKind::PostCheck { reads: 1.., .. } =
+                item.kind
+            {
+                item.at = item.at.min(now);
             }
         }
     }
@@ -130,7 +158,7 @@ enum Next {
 impl<I: Iam> Pass<'_, '_, I> {
     /// Works the queue until it is closed and empty.
     pub(super) async fn settle_loop(&self) -> Result<(), StoreError> {
-        while let Some(batch) = self.due.next_batch().await {
+        while let Some(batch) = self.due.next_batch(|| self.halted()).await {
             // A read sent after an item's due time is late enough for it: one read of a group
             // serves every item of the batch.
             let since = batch
@@ -141,15 +169,20 @@ impl<I: Iam> Pass<'_, '_, I> {
             let mut checks = Vec::new();
             for item in batch {
                 match item.kind {
-                    DueKind::Ambiguous { reason, tries } => {
-                        if let Some(check) =
-                            self.settle_ambiguous(item.clone(), reason, tries).await?
+                    DueKind::Ambiguous {
+                        reason,
+                        tries,
+                        reads,
+                    } => {
+                        if let Some(check) = self
+                            .settle_ambiguous(item.clone(), reason, tries, reads)
+                            .await?
                         {
                             checks.push(check);
                         }
                     }
                     DueKind::PostCheck { .. } => checks.push(item),
-                    DueKind::Reattach { tries } => self.reattach(item, tries).await?,
+                    DueKind::Reattach { tries, why } => self.reattach(item, tries, why).await?,
                 }
             }
             let mut confirmed = Vec::new();
@@ -170,12 +203,14 @@ impl<I: Iam> Pass<'_, '_, I> {
 
     /// A detach whose outcome is unknown, read once the window has passed: gone means it was
     /// ours (a post-check follows, now); still there means it never happened (tried again in
-    /// a live run); unreadable leaves it `unknown` for the next run.
+    /// a live run); unreadable is read again later in the run, and after [`READ_TRIES`] (or
+    /// once the run is stopping) left `unknown` for the next run.
     async fn settle_ambiguous(
         &self,
         item: Due,
         why: &'static str,
         tries: u32,
+        reads: u32,
     ) -> Result<Option<Due>, StoreError> {
         let f = &item.finding;
         let outcome = match self.app.iam.attached_user_policies(&f.user_name).await {
@@ -186,6 +221,18 @@ impl<I: Iam> Pass<'_, '_, I> {
             Ok(_) => Outcome::because(ActionStatus::Interrupted, reason::NOT_EXECUTED),
             Err(e) if e.kind == ErrorKind::NoSuchEntity => {
                 Outcome::because(ActionStatus::Skipped, reason::USER_GONE)
+            }
+            Err(e) if self.read_again(&e, reads) => {
+                self.due.push(Due {
+                    at: Instant::now() + backoff(reads),
+                    kind: DueKind::Ambiguous {
+                        reason: why,
+                        tries,
+                        reads: reads + 1,
+                    },
+                    ..item
+                });
+                return Ok(None);
             }
             Err(e) => {
                 if e.kind == ErrorKind::Credentials {
@@ -208,6 +255,7 @@ impl<I: Iam> Pass<'_, '_, I> {
             ActionStatus::Detached => Ok(Some(Due {
                 kind: DueKind::PostCheck {
                     status: ActionStatus::Detached,
+                    reads: 0,
                 },
                 ..item
             })),
@@ -224,7 +272,7 @@ impl<I: Iam> Pass<'_, '_, I> {
     /// Re-reads the covering grant once the window has passed since the detach (reads made at
     /// or after `since`). Returns the action id when it is confirmed; otherwise re-attaches.
     async fn post_check(&self, item: Due, since: Instant) -> Result<Option<i64>, StoreError> {
-        let DueKind::PostCheck { status } = item.kind else {
+        let DueKind::PostCheck { status, reads } = item.kind else {
             return Ok(None);
         };
         let covered = self.proofs.coverage(&item.finding, Some(since)).await;
@@ -251,24 +299,51 @@ impl<I: Iam> Pass<'_, '_, I> {
                 self.halt(e);
                 Ok(None)
             }
-            // Not provably covered (the grant vanished, or it cannot be read): put the direct
-            // attachment back; holding it both ways is where the user started.
-            Ok(Coverage::NotCovered) | Err(_) => {
-                self.reattach(item, 0).await?;
+            // Unreadable for now: read again later in the run (the detach holds meanwhile,
+            // as it would while the window passes).
+            Err(e) if self.read_again(&e, reads) => {
+                self.due.push(Due {
+                    at: Instant::now() + backoff(reads),
+                    kind: DueKind::PostCheck {
+                        status,
+                        reads: reads + 1,
+                    },
+                    ..item
+                });
+                Ok(None)
+            }
+            // Not provably covered (the grant vanished, or it still cannot be read): put the
+            // direct attachment back; holding it both ways is where the user started.
+            Ok(Coverage::NotCovered) => {
+                self.reattach(item, 0, reason::GRANT_VANISHED).await?;
+                Ok(None)
+            }
+            Err(_) => {
+                self.reattach(item, 0, reason::POST_CHECK_UNREADABLE)
+                    .await?;
                 Ok(None)
             }
         }
     }
 
+    /// Whether a settling read that failed is tried again later in the run: on the network
+    /// (or throttled), fewer than [`READ_TRIES`] times, and while the run is not stopping
+    /// (Ctrl-C waits no longer than the window; the next run settles what is left).
+    fn read_again(&self, e: &AwsError, reads: u32) -> bool {
+        matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled)
+            && reads + 1 < READ_TRIES
+            && !self.halted()
+    }
+
     /// Attaches the policy back to the user: `reverting` committed first, then the call
     /// (idempotent, so retried), then the outcome. Network failures are tried again later in
     /// the run; a refusal (quota, permission) is final and said at once.
-    async fn reattach(&self, item: Due, tries: u32) -> Result<(), StoreError> {
+    async fn reattach(&self, item: Due, tries: u32, why: &'static str) -> Result<(), StoreError> {
         let f = &item.finding;
         let action_id = item.action_id;
         self.app
             .store
-            .call(move |s| s.journal_reverting(action_id))
+            .call(move |s| s.journal_reverting(action_id, why))
             .await?;
         let group = item.group.as_deref().unwrap_or("?");
         let outcome = match self
@@ -278,14 +353,21 @@ impl<I: Iam> Pass<'_, '_, I> {
             .await
         {
             Ok(receipt) => {
-                self.warn(format!(
-                    "{}: the grant of {} through group {group} vanished after the detach; re-attached it to the user",
-                    f.user_name, f.policy_arn
-                ));
+                self.warn(if why == reason::POST_CHECK_UNREADABLE {
+                    format!(
+                        "{}: the grant of {} through group {group} could not be read after the detach; re-attached it to the user (held both ways, as before)",
+                        f.user_name, f.policy_arn
+                    )
+                } else {
+                    format!(
+                        "{}: the grant of {} through group {group} vanished after the detach; re-attached it to the user",
+                        f.user_name, f.policy_arn
+                    )
+                });
                 Outcome {
                     request_id: item.request_id.clone(),
                     revert_request_id: receipt.request_id,
-                    ..Outcome::because(ActionStatus::Reverted, reason::GRANT_VANISHED)
+                    ..Outcome::because(ActionStatus::Reverted, why)
                 }
             }
             Err(e) if e.kind == ErrorKind::NoSuchEntity => {
@@ -311,7 +393,10 @@ impl<I: Iam> Pass<'_, '_, I> {
                 if again {
                     self.due.push(Due {
                         at: Instant::now() + backoff(tries),
-                        kind: DueKind::Reattach { tries: tries + 1 },
+                        kind: DueKind::Reattach {
+                            tries: tries + 1,
+                            why,
+                        },
                         ..item.clone()
                     });
                 } else {

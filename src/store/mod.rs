@@ -442,12 +442,12 @@ impl Store {
 
     /// Commits, durably, that the post-check is about to re-attach a detached policy
     /// (`reverting`): a crash before the outcome leaves a row that says so.
-    pub fn journal_reverting(&mut self, action_id: i64) -> Result<(), StoreError> {
+    pub fn journal_reverting(&mut self, action_id: i64, reason: &str) -> Result<(), StoreError> {
         self.durably(|s| {
             s.conn.execute(
                 "UPDATE actions SET status = 'reverting', reason = ?2, finished_at = ?3
                  WHERE id = ?1",
-                params![action_id, crate::apply::reason::GRANT_VANISHED, now()],
+                params![action_id, reason, now()],
             )?;
             Ok(())
         })
@@ -640,7 +640,7 @@ impl Store {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT x.id, x.status, x.covering_group, x.request_id, x.intent_at, x.finished_at,
                     f.user_name, f.user_arn, f.policy_arn, f.policy_name, f.kind, f.covering_groups,
-                    f.user_id, x.finding_id
+                    f.user_id, x.finding_id, x.reason
              FROM actions x JOIN findings f ON f.id = x.finding_id
              WHERE x.run_id = ?1 AND x.account_id = ?2 AND x.operation = 'detach'
                AND x.id = (SELECT max(y.id) FROM actions y
@@ -664,6 +664,7 @@ impl Store {
                 request_id: r.get(3)?,
                 intent_at: r.get(4)?,
                 finished_at: r.get(5)?,
+                reason: r.get(14)?,
                 finding: finding_at(r, 6)?,
             })
         })?;

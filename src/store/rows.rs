@@ -295,6 +295,8 @@ pub struct OpenAction {
     pub request_id: Option<String>,
     pub intent_at: String,
     pub finished_at: Option<String>,
+    /// Why the row is as it is (a `reverting` row: why it is being re-attached).
+    pub reason: Option<String>,
 }
 
 /// An account of an earlier run whose journal still has open rows.

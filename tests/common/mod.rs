@@ -312,6 +312,24 @@ impl Workdir {
         let conn = rusqlite::Connection::open(self.db()).expect("open db");
         conn.query_row(query, [], |r| r.get(0)).expect(query)
     }
+
+    /// The journal of every run is settled: no row pending, unknown, reverting or failed, and
+    /// every detach post-checked.
+    pub fn assert_journal_settled(&self) {
+        let open: Vec<String> = self.rows(
+            "SELECT run_id, account_id, user_name, status FROM actions \
+             WHERE status IN ('pending', 'unknown', 'reverting', 'failed') ORDER BY id",
+        );
+        assert!(open.is_empty(), "rows left open: {open:?}");
+        let unchecked: Vec<String> = self.rows(
+            "SELECT run_id, account_id, user_name FROM actions \
+             WHERE status = 'detached' AND checked_at IS NULL ORDER BY id",
+        );
+        assert!(
+            unchecked.is_empty(),
+            "detaches never post-checked: {unchecked:?}"
+        );
+    }
 }
 
 /// The binary with emulator credentials, and nothing from the developer's AWS setup.
