@@ -116,6 +116,7 @@ impl Queue {
         }
     }
 
+    /// Makes every read waiting to be tried again due now.
     fn hurry_retried_reads(&self) {
         let now = Instant::now();
         for item in self.items.lock().expect("due queue").iter_mut() {
