@@ -49,8 +49,9 @@ PY
 echo "target 2: contenders on moto..." >&2
 export AWS_ENDPOINT_URL="$MOTO_URL"
 # iamsweep twice: one account at a time, the floor script's own pattern (same calls, same
-# order), and at its default --concurrency (8), which on moto (one Python process building
-# each response under its lock) is slower, not faster. Every contender runs three times.
+# order), and with default flags (adaptive concurrency), which on moto (one Python process
+# building each response under its lock) stays at a few accounts. Every contender runs three
+# times.
 for round in 1 2 3; do
     rm -f "$OUT"/scan.db*
     "$PY" scripts/bench/measure.py "iamsweep scan --concurrency 1" \
