@@ -84,6 +84,15 @@ impl Queue {
         self.wake.notify_one();
     }
 
+    /// `item` again as `kind`, after the backoff for its `tries`-th failure.
+    fn retry(&self, item: Due, tries: u32, kind: DueKind) {
+        self.push(Due {
+            at: Instant::now() + backoff(tries),
+            kind,
+            ..item
+        });
+    }
+
     /// No more items will be pushed (from outside the loop).
     pub(super) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
@@ -224,15 +233,12 @@ impl<I: Iam> Pass<'_, '_, I> {
                 Outcome::because(ActionStatus::Skipped, reason::USER_GONE)
             }
             Err(e) if self.read_again(&e, reads) => {
-                self.due.push(Due {
-                    at: Instant::now() + backoff(reads),
-                    kind: DueKind::Ambiguous {
-                        reason: why,
-                        tries,
-                        reads: reads + 1,
-                    },
-                    ..item
-                });
+                let kind = DueKind::Ambiguous {
+                    reason: why,
+                    tries,
+                    reads: reads + 1,
+                };
+                self.due.retry(item, reads, kind);
                 return Ok(None);
             }
             Err(e) => {
@@ -303,14 +309,11 @@ impl<I: Iam> Pass<'_, '_, I> {
             // Unreadable for now: read again later in the run (the detach holds meanwhile,
             // as it would while the window passes).
             Err(e) if self.read_again(&e, reads) => {
-                self.due.push(Due {
-                    at: Instant::now() + backoff(reads),
-                    kind: DueKind::PostCheck {
-                        status,
-                        reads: reads + 1,
-                    },
-                    ..item
-                });
+                let kind = DueKind::PostCheck {
+                    status,
+                    reads: reads + 1,
+                };
+                self.due.retry(item, reads, kind);
                 Ok(None)
             }
             // Not provably covered (the grant vanished, or it still cannot be read): put the
@@ -392,14 +395,11 @@ impl<I: Iam> Pass<'_, '_, I> {
                     self.halt(e.clone());
                 }
                 if again {
-                    self.due.push(Due {
-                        at: Instant::now() + backoff(tries),
-                        kind: DueKind::Reattach {
-                            tries: tries + 1,
-                            why,
-                        },
-                        ..item.clone()
-                    });
+                    let kind = DueKind::Reattach {
+                        tries: tries + 1,
+                        why,
+                    };
+                    self.due.retry(item.clone(), tries, kind);
                 } else {
                     self.warn(reattach_failed_message(f, group, &e));
                 }
@@ -422,7 +422,7 @@ impl<I: Iam> Pass<'_, '_, I> {
     }
 }
 
-/// Backoff between in-run re-attach tries: 2, 4, 8, 16 s.
+/// Backoff between in-run tries (re-attaches, settling reads): 2, 4, 8, 16 s.
 fn backoff(tries: u32) -> Duration {
     Duration::from_secs(2u64 << tries.min(4))
 }
