@@ -103,6 +103,26 @@ struct State {
 }
 
 impl State {
+    /// Throttling for an `AssumeRole` now, under the STS rate limit (if one is set).
+    fn sts_throttle(&mut self) -> Option<AwsError> {
+        let limit = self.sts_limit?;
+        let now = Instant::now();
+        while self
+            .sts_recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            self.sts_recent.pop_front();
+        }
+        if self.sts_recent.len() >= limit as usize {
+            self.sts_throttled += 1;
+            Some(AwsError::throttled())
+        } else {
+            self.sts_recent.push_back(now);
+            None
+        }
+    }
+
     /// The account as reads see it: the current state, or with a read lag the state of
     /// `read_lag` ago.
     fn read(&mut self, account: &str) -> FakeAccount {
@@ -539,26 +559,7 @@ impl Connector for FakeOrg {
         let refusal = {
             let mut st = self.lock();
             st.assume_calls += 1;
-            if let Some(limit) = st.sts_limit {
-                let now = Instant::now();
-                while st
-                    .sts_recent
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-                {
-                    st.sts_recent.pop_front();
-                }
-                if st.sts_recent.len() >= limit as usize {
-                    st.sts_throttled += 1;
-                    Some(AwsError::throttled())
-                } else {
-                    st.sts_recent.push_back(now);
-                    None
-                }
-            } else {
-                None
-            }
-            .or_else(|| {
+            st.sts_throttle().or_else(|| {
                 let expired = st
                     .assume_fails
                     .as_ref()
