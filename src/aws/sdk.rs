@@ -86,6 +86,9 @@ fn timeouts(call: Duration) -> TimeoutConfig {
 #[error("{0}")]
 pub struct SetupError(String);
 
+/// The services the SDK's credential chain calls on its own (SDK service ids).
+const CHAIN_SERVICES: [&str; 4] = ["STS", "SSO", "SSO OIDC", "Signin"];
+
 /// Refuses a plaintext endpoint unless it is on this machine: session tokens travel in headers.
 pub fn check_endpoint(url: &str) -> Result<(), SetupError> {
     let parsed = url::Url::parse(url)
@@ -206,8 +209,13 @@ impl Intercept for Probe {
 /// the SDK's clients look it up (`AWS_ENDPOINT_URL_<ID>`, `AWS_ENDPOINT_URL`, the profile's
 /// `[services]` section, its `endpoint_url`).
 fn configured_endpoint(base: &SdkConfig, service: Service) -> Option<String> {
+    configured_endpoint_of(base, service.sdk_id())
+}
+
+/// [`configured_endpoint`] by the SDK's service id (`STS`, `SSO OIDC`, ...).
+fn configured_endpoint_of(base: &SdkConfig, sdk_id: &str) -> Option<String> {
     let key = ServiceConfigKey::builder()
-        .service_id(service.sdk_id())
+        .service_id(sdk_id)
         .env("AWS_ENDPOINT_URL")
         .profile("endpoint_url")
         .build()
@@ -321,7 +329,7 @@ impl SdkConnector {
         if let Some(url) = &settings.endpoint_url {
             check_endpoint(url).map_err(|e| SetupError(format!("--endpoint-url: {e}")))?;
         }
-        let load = |region: Region| {
+        let loader = |region: Region| {
             let mut loader = defaults()
                 .region(region)
                 .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
@@ -329,8 +337,9 @@ impl SdkConnector {
             if let Some(profile) = &settings.profile {
                 loader = loader.profile_name(profile);
             }
-            loader.load()
+            loader
         };
+        let load = |region: Region| loader(region).load();
         let partition = settings.partition;
         // The credential chain's own STS client (assume role from a profile, web identity)
         // takes the loader's region: the partition's, or the configured one when the
@@ -359,6 +368,24 @@ impl SdkConnector {
                     service.sdk_id().to_uppercase()
                 ))
             })?;
+        }
+        // The SDK's own clients of the credential chain (a profile's role chain, web identity,
+        // SSO, `aws login`) use the configured endpoints even when
+        // AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is set; a loader given an endpoint of its own
+        // reads them without that flag, as those clients do.
+        let chain = loader(home)
+            .endpoint_url("https://endpoint-check.invalid")
+            .load()
+            .await;
+        for id in CHAIN_SERVICES {
+            if let Some(url) = configured_endpoint_of(&chain, id) {
+                check_endpoint(&url).map_err(|e| {
+                    SetupError(format!(
+                        "{id} endpoint of the credential chain: {e}; it is set by AWS_ENDPOINT_URL_{}, AWS_ENDPOINT_URL, or the AWS config file (`endpoint_url`, or a [services] section), and the SDK uses it even with AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+                        id.replace(' ', "_").to_uppercase()
+                    ))
+                })?;
+            }
         }
         Ok(connector)
     }
@@ -1431,6 +1458,30 @@ mod tests {
             c.resolved(Service::Iam).await.unwrap().url,
             "https://iam.amazonaws.com"
         );
+        // Except for the credential chain's own clients, which use configured endpoints
+        // whatever that flag says: still refused.
+        for (var, id) in [
+            ("AWS_ENDPOINT_URL_STS", "STS"),
+            ("AWS_ENDPOINT_URL_SSO_OIDC", "SSO OIDC"),
+            ("AWS_ENDPOINT_URL_SIGNIN", "Signin"),
+        ] {
+            let e = connector(
+                &settings(Partition::Aws, None),
+                &[
+                    (var, plain),
+                    ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+                ],
+                "",
+            )
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{var} with the ignore flag was accepted"))
+            .to_string();
+            assert!(
+                e.contains(&format!("{id} endpoint of the credential chain")) && e.contains(var),
+                "{var}: {e}"
+            );
+        }
     }
 
     /// Credentials that count how often they are asked for.
