@@ -56,6 +56,7 @@ fn a_policy_put_back_and_a_new_one_fail_the_scan_and_diff_lists_exactly_them() {
     let apply = w.iamsweep(&["--settle", "1s", "apply", "--yes"]);
     assert_exit(&apply, 0);
     assert!(stdout(&apply).contains("6 detached"), "{}", stdout(&apply));
+    w.assert_journal_settled();
 
     // Terraform puts alice's Deploy back in A; someone gives carol Deploy directly in B.
     block_on(async {

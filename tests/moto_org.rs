@@ -354,7 +354,7 @@ fn a_throttled_organization_walk_is_paced_retried_and_counted() {
     use std::time::Duration;
 
     // An organization of its own: the management account, one in the root, two in an OU.
-    let management = "100000000701";
+    let management = "100000000721";
     let members: BTreeSet<String> = block_on(async {
         let client = organizations_for(management).await;
         client

@@ -140,6 +140,13 @@ fn partition_end_to_end(account: &str, partition: &str, region: &str) {
 
     let out = w.iamsweep(&["--settle", "1s", "apply", "--yes"]);
     assert_exit(&out, 0);
+    // The journal says what happened: alice's detach, settled and post-checked, and exactly
+    // that in the rollback list.
+    w.assert_journal_settled();
+    assert_eq!(
+        w.rows("SELECT user_name, policy_arn, status FROM actions WHERE run_id = 2"),
+        vec![format!("alice|{arn}|detached")]
+    );
     block_on(async {
         assert!(
             direct(&iam, "alice").await.is_empty(),
