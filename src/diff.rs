@@ -90,6 +90,7 @@ pub fn diff(
     to: Option<i64>,
     unchanged: bool,
 ) -> Result<Diff, DiffError> {
+    let to_named = to.is_some();
     let to = match to {
         Some(id) => scan_run(store, id)?,
         None => match store.scan_runs(None)?.first() {
@@ -106,9 +107,13 @@ pub fn diff(
         Some(id) => {
             let id = scan_run(store, id)?;
             if id == to {
-                return Err(DiffError::Usage(format!(
-                    "run {id} is the latest run that recorded a scan: there is nothing after it to compare it with"
-                )));
+                return Err(DiffError::Usage(if to_named {
+                    format!("FROM and TO are the same run ({id}): pass an earlier run first")
+                } else {
+                    format!(
+                        "run {id} is the latest run that recorded a scan: there is nothing after it to compare it with"
+                    )
+                }));
             }
             if id > to {
                 return Err(DiffError::Usage(format!(

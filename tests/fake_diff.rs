@@ -344,5 +344,27 @@ fn diff_refuses_runs_it_cannot_compare_and_says_which_to_pass() {
     assert!(err(Some(first), None).contains("nothing after it"));
     let second = scan(&rig);
     assert!(err(Some(second), Some(first)).contains("pass the earlier run first"));
+    assert!(err(Some(second), Some(second)).contains("FROM and TO are the same run"));
     assert!(err(Some(99), None).contains("no run 99"));
+}
+
+#[test]
+fn a_scan_still_running_is_not_the_default_but_can_be_named() {
+    let rig = rig();
+    let first = scan(&rig);
+    let second = scan(&rig);
+    let third = scan(&rig);
+    // As a scheduled scan looks while it is still recording accounts.
+    rusqlite::Connection::open(rig.db())
+        .unwrap()
+        .execute(
+            "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?1",
+            [third],
+        )
+        .unwrap();
+    let d = diff(&rig, None, None, false);
+    assert_eq!(d.to.id, second);
+    assert_eq!(d.from.as_ref().map(|r| r.id), Some(first));
+    let named = diff(&rig, Some(second), Some(third), false);
+    assert_eq!(named.to.id, third);
 }

@@ -87,13 +87,15 @@ pub struct Change {
 }
 
 impl Store {
-    /// Runs that recorded the scan of at least one account, newest first; only those before
-    /// run `before` when given.
+    /// Runs no longer running that recorded the scan of at least one account, newest first;
+    /// only those before run `before` when given. (A scan still running has recorded only the
+    /// accounts it reached: it is compared only when named.)
     pub fn scan_runs(&self, before: Option<i64>) -> Result<Vec<i64>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT DISTINCT run_id FROM run_accounts
-             WHERE users_seen IS NOT NULL AND (?1 IS NULL OR run_id < ?1)
-             ORDER BY run_id DESC",
+            "SELECT DISTINCT a.run_id FROM run_accounts a JOIN runs r ON r.id = a.run_id
+             WHERE a.users_seen IS NOT NULL AND r.status <> 'running'
+               AND (?1 IS NULL OR a.run_id < ?1)
+             ORDER BY a.run_id DESC",
         )?;
         let rows = stmt.query_map(params![before], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
