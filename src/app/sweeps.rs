@@ -133,7 +133,7 @@ pub(super) fn report_html(store: &Store, id: i64, out: &mut impl Write) -> Resul
     let written = report::HtmlReport::start(std::io::BufWriter::new(out), &page)
         .map_err(StoreError::Write)
         .and_then(|mut html| {
-            store.report_each(id, |f| html.row(&f.to_row()))?;
+            store.report_each(id, |f| html.view(f))?;
             html.finish(&page).map_err(StoreError::Write)
         });
     match written {

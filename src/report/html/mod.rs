@@ -9,7 +9,7 @@ mod chart;
 use std::fmt::Write as _;
 use std::io::Write;
 
-use crate::store::{AccountRow, ApiCallRow, FindingRow, RunRow};
+use crate::store::{AccountRow, ApiCallRow, FindingRow, FindingView, RunRow};
 
 const CSS: &str = include_str!("report.css");
 /// Findings rows at most: a page a browser opens and a person reads (a million rows make a
@@ -73,14 +73,33 @@ impl<W: Write> HtmlReport<W> {
 
     /// One finding; drift rows were written at the start and are skipped here.
     pub fn row(&mut self, f: &FindingRow) -> std::io::Result<()> {
-        if f.reappeared.is_some() {
-            return Ok(());
+        if self.admit(f.reappeared.is_some()) {
+            self.write_row(f)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// [`HtmlReport::row`] for a streamed finding, made an owned row only if it is written.
+    pub fn view(&mut self, f: &FindingView<'_>) -> std::io::Result<()> {
+        if self.admit(f.reappeared.is_some()) {
+            self.write_row(&f.to_row())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether the next finding is written: not drift (written at the start), and within the
+    /// page's cap (the rest are counted).
+    fn admit(&mut self, drift: bool) -> bool {
+        if drift {
+            return false;
         }
         if self.rows >= MAX_ROWS {
             self.left_out += 1;
-            return Ok(());
+            return false;
         }
-        self.write_row(f)
+        true
     }
 
     fn write_row(&mut self, f: &FindingRow) -> std::io::Result<()> {
