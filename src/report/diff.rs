@@ -98,11 +98,7 @@ fn table(d: &Diff) -> String {
                     c.account_id.clone(),
                     c.user_name.clone(),
                     c.policy_name.clone(),
-                    match c.kind.as_str() {
-                        "redundant_direct" => "redundant".to_owned(),
-                        "direct_only" => "direct".to_owned(),
-                        k => k.to_owned(),
-                    },
+                    super::short_kind(&c.kind).to_owned(),
                     c.detached_in_run
                         .map_or_else(|| "-".to_owned(), |r| format!("run {r}")),
                 ]

@@ -30,11 +30,7 @@ pub fn findings(rows: &[FindingRow]) -> String {
                 r.account_id.clone(),
                 r.user_name.clone(),
                 r.policy_name.clone(),
-                match r.kind.as_str() {
-                    "redundant_direct" => "redundant".to_owned(),
-                    "direct_only" => "direct".to_owned(),
-                    k => k.to_owned(),
-                },
+                super::short_kind(&r.kind).to_owned(),
                 if r.covering_groups.is_empty() {
                     "-".to_owned()
                 } else {

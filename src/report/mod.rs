@@ -51,6 +51,15 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).expect("rows serialize") + "\n"
 }
 
+/// A finding's kind as a table shows it: `redundant`, `direct`.
+fn short_kind(kind: &str) -> &str {
+    match kind {
+        "redundant_direct" => "redundant",
+        "direct_only" => "direct",
+        k => k,
+    }
+}
+
 /// `2026-11-27T22:16:06.123Z` as `11-27 22:16:06`: enough to tell runs apart in 80 columns.
 fn short_time(t: &str) -> String {
     match (t.get(5..10), t.get(11..19)) {
