@@ -42,7 +42,8 @@ pub fn summary(run: &RunRow, accounts: &[AccountRow], reasons: &[(String, u64)])
         );
         out.push_str(&rows(run, &fine[..shown]));
     } else {
-        let shown = accounts.len().min(SUMMARY_ROWS + attention.len());
+        // Everything when it fits; else nothing needs attention and the first ones are shown.
+        let shown = accounts.len().min(SUMMARY_ROWS);
         let listed: Vec<&AccountRow> = attention.iter().chain(&fine).take(shown).copied().collect();
         out.push('\n');
         out.push_str(&rows(run, &listed));

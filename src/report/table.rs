@@ -3,7 +3,7 @@
 
 /// Cuts a cell to `max` characters, ending in `…` when cut (0: no limit). Tables fit 80
 /// columns; `--format csv` and `json` carry the full values.
-fn fit(cell: &str, max: usize) -> String {
+pub(super) fn fit(cell: &str, max: usize) -> String {
     if max == 0 || cell.chars().count() <= max {
         cell.to_owned()
     } else {

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::esc;
+use crate::report::table::fit;
 use crate::store::AccountRow;
 
 /// Accounts drawn at most: the ones with the most findings. Every account is in the table.
@@ -34,15 +35,13 @@ pub(super) fn chart(accounts: &[AccountRow]) -> String {
     );
     for (i, a) in drawn.iter().enumerate() {
         let y = i * ROW + 4;
-        let label: String = match &a.account_name {
-            Some(n) => format!("{} {n}", a.account_id),
-            None => a.account_id.clone(),
-        };
-        let label = if label.chars().count() > 34 {
-            label.chars().take(33).collect::<String>() + "…"
-        } else {
-            label
-        };
+        let label = fit(
+            &match &a.account_name {
+                Some(n) => format!("{} {n}", a.account_id),
+                None => a.account_id.clone(),
+            },
+            34,
+        );
         let _ = write!(
             svg,
             "<g><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
