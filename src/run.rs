@@ -39,6 +39,10 @@ const LIMIT_RECHECK: Duration = Duration::from_millis(50);
 /// The most accounts an adaptive limit lets run at once.
 pub const CONCURRENCY_CEILING: usize = 256;
 
+/// The most accounts whose earlier runs are settled at once under an adaptive limit (a few
+/// reads each, before the run's own work starts).
+const SETTLING_CEILING: usize = 32;
+
 impl Default for RunOptions {
     fn default() -> Self {
         Self {
@@ -54,6 +58,16 @@ impl Default for RunOptions {
 }
 
 impl RunOptions {
+    /// Accounts whose earlier runs are settled at once: `--concurrency`, or with an adaptive
+    /// limit (whose ceiling is 256) at most [`SETTLING_CEILING`].
+    fn settling_at_once(&self) -> usize {
+        if self.adaptive {
+            self.concurrency.clamp(1, SETTLING_CEILING)
+        } else {
+            self.concurrency.max(1)
+        }
+    }
+
     fn limiter(&self) -> Limiter {
         if self.adaptive {
             Limiter::adaptive(self.concurrency)
@@ -318,7 +332,7 @@ impl<C: Connector> Engine<C> {
                 });
                 Ok::<_, StoreError>(())
             })
-            .buffer_unordered(self.options.concurrency.clamp(1, 32));
+            .buffer_unordered(self.options.settling_at_once());
         while let Some(done) = settling.next().await {
             done?;
         }
