@@ -41,6 +41,8 @@ fn browser() -> PathBuf {
 /// after a minute. Returns its stdout.
 fn chromium(url: &str, extra: &[&str]) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
+    let output = tempfile::tempdir().expect("output dir");
+    let (stdout_path, stderr_path) = (output.path().join("out"), output.path().join("err"));
     let mut child = Command::new(browser())
         .args([
             "--headless",
@@ -62,25 +64,31 @@ fn chromium(url: &str, extra: &[&str]) -> String {
         .args(extra)
         .arg(url)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // To files, not pipes: a pipe nobody reads while waiting would stall a large DOM.
+        .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
         .spawn()
         .expect("start the browser");
     let started = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
         if started.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
             panic!("the browser did not finish within 60 s on {url}");
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("browser output");
+    };
+    let read = |p: &std::path::Path| {
+        String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+    };
     assert!(
-        out.status.success(),
+        status.success(),
         "browser failed on {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        read(&stderr_path)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    read(&stdout_path)
 }
 
 /// Three accounts. Prod was cleaned up by an earlier apply, then Terraform put a policy back;
