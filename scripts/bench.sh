@@ -87,13 +87,15 @@ echo "a long link: moto behind a ${LINK_MS} ms round trip, $LINK_ACCOUNTS accoun
 # A second moto without the AWS managed policies (each account is then cheap to create), and
 # the delaying proxy in front of it.
 LINK_PORT="$(moto_free_port)"
+PROXY_PORT="$(moto_free_port)"
+LINK_MOTO="" LINK_PROXY=""
+# Set before either starts, so a failure from here on stops both. (set -e holds inside traps:
+# a kill of an already-stopped process must not skip moto_stop.)
+trap 'kill $LINK_PROXY $LINK_MOTO 2>/dev/null || true; moto_stop' EXIT
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$LINK_PORT" > "$OUT/moto-link.log" 2>&1 &
 LINK_MOTO=$!
-PROXY_PORT="$(moto_free_port)"
 "$PY" scripts/bench/delay_proxy.py "$PROXY_PORT" "127.0.0.1:$LINK_PORT" "$LINK_MS" &
 LINK_PROXY=$!
-# (set -e holds inside traps: a kill of an already-stopped process must not skip moto_stop)
-trap 'kill $LINK_PROXY $LINK_MOTO 2>/dev/null || true; moto_stop' EXIT
 for _ in $(seq 1 100); do
     "$PY" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1])" "http://127.0.0.1:$LINK_PORT/moto-api/" 2>/dev/null && break
     sleep 0.2
@@ -112,6 +114,8 @@ for c in default 8 16 32 64 128; do
         "$BIN" --db "$OUT/link.db" --accounts "$OUT/link-accounts.toml" "${flag[@]}" scan >> "$RESULTS"
 done
 kill $LINK_PROXY $LINK_MOTO 2>/dev/null || true
+wait $LINK_PROXY $LINK_MOTO 2>/dev/null || true
+trap moto_stop EXIT
 
 echo "targets 3-5: simulated organization..." >&2
 "$SIM" scan-org 1000 1000 100 50 64 >> "$RESULTS"
