@@ -34,8 +34,9 @@ pub struct Cli {
     )]
     pub accounts: PathBuf,
 
-    /// Send every AWS request (STS, IAM, Organizations) here: an emulator or a proxy. It beats
-    /// AWS_ENDPOINT_URL*; for one service's endpoint (a VPC endpoint) use
+    /// Send every AWS request iamsweep makes (STS, IAM, Organizations) here: an emulator or a
+    /// proxy. It beats AWS_ENDPOINT_URL*; the credential chain's own STS calls (source_profile,
+    /// web identity) do not follow it. For one service's endpoint (a VPC endpoint) use
     /// AWS_ENDPOINT_URL_<SERVICE> or the AWS config file's [services]. http:// only on loopback.
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
