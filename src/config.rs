@@ -375,12 +375,7 @@ fn run_partition(
     let mut claims: Vec<(Partition, Range<usize>, &str)> = Vec::new();
     let named = |p: &Spanned<String>| Partition::parse(p.get_ref()).ok();
     // An ARN's partition; a malformed ARN is reported by its own check.
-    let of_arn = |a: &Spanned<String>| {
-        a.get_ref()
-            .split(':')
-            .nth(1)
-            .and_then(|p| Partition::parse(p).ok())
-    };
+    let of_arn = |a: &Spanned<String>| check_role_arn(a.get_ref()).ok().map(|(p, _)| p);
     if let Some(p) = &defaults.partition
         && let Some(part) = named(p)
     {
