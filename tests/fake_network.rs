@@ -90,18 +90,25 @@ const ATTEMPTS_PER_READ: u64 = 4;
 /// answer, then five across the window (2, 4, 8 and 16 s apart).
 const SETTLING_READS: u64 = 1 + 5;
 
-#[test]
-fn an_answer_that_no_read_can_settle_stays_unknown_and_the_next_run_settles_it() {
+/// alice's detach takes effect and its answer is lost; the first `failing_reads` reads of her
+/// attachments fail (a 200 ms settle window).
+fn lost_detach_rig(failing_reads: u64) -> FakeRig {
     let rig = FakeRig::with_options(&accounts_toml(&[A]), with_settle(200));
     rig.org.add_group(A, "ops", &[P1]);
     rig.org.add_user(A, "alice", &["ops"], &[P1]);
     rig.org.lose_answer(A, Op::DetachUserPolicy, 1, timeout());
-    // Every read of alice's attachments fails, in the run and at the window's end, and each
-    // time it is read again later in the run.
-    for n in 1..=SETTLING_READS * ATTEMPTS_PER_READ {
+    for n in 1..=failing_reads {
         rig.org
             .fail_call(A, Op::ListAttachedUserPolicies, n, timeout());
     }
+    rig
+}
+
+#[test]
+fn an_answer_that_no_read_can_settle_stays_unknown_and_the_next_run_settles_it() {
+    // Every read of alice's attachments fails, in the run and at the window's end, and each
+    // time it is read again later in the run.
+    let rig = lost_detach_rig(SETTLING_READS * ATTEMPTS_PER_READ);
     let first = block_on_paused(rig.engine.apply(&rig.file)).unwrap();
     assert_eq!(
         rig.org.calls(A, Op::ListAttachedUserPolicies),
@@ -134,14 +141,7 @@ fn an_answer_that_no_read_can_settle_stays_unknown_and_the_next_run_settles_it()
 fn a_network_down_for_seconds_after_a_lost_answer_is_read_through_within_the_run() {
     // The answer is lost and the reads fail for a while (a dozen attempts, ~10 s): the run
     // reads again later instead of leaving the row `unknown` for the next run.
-    let rig = FakeRig::with_options(&accounts_toml(&[A]), with_settle(200));
-    rig.org.add_group(A, "ops", &[P1]);
-    rig.org.add_user(A, "alice", &["ops"], &[P1]);
-    rig.org.lose_answer(A, Op::DetachUserPolicy, 1, timeout());
-    for n in 1..=12 {
-        rig.org
-            .fail_call(A, Op::ListAttachedUserPolicies, n, timeout());
-    }
+    let rig = lost_detach_rig(12);
     let result = block_on_paused(rig.engine.apply(&rig.file)).unwrap();
     assert_eq!(result.status, RunStatus::Completed);
     assert_eq!(result.tally.unsettled, 0);
@@ -157,15 +157,8 @@ fn a_network_down_for_seconds_after_a_lost_answer_is_read_through_within_the_run
 fn ctrl_c_waits_for_no_backoff_of_a_settling_read() {
     // Reads fail long enough that the settling read waits 4 s for its third try; Ctrl-C just
     // after the second failed makes that try at once, and its answer settles the row.
-    let rig = FakeRig::with_options(&accounts_toml(&[A]), with_settle(200));
-    rig.org.add_group(A, "ops", &[P1]);
-    rig.org.add_user(A, "alice", &["ops"], &[P1]);
-    rig.org.lose_answer(A, Op::DetachUserPolicy, 1, timeout());
     let failing = 3 * ATTEMPTS_PER_READ;
-    for n in 1..=failing {
-        rig.org
-            .fail_call(A, Op::ListAttachedUserPolicies, n, timeout());
-    }
+    let rig = lost_detach_rig(failing);
     let (cancel, org) = (rig.engine.cancel.clone(), rig.org.clone());
     let asked = std::thread::spawn(move || {
         while org.calls(A, Op::ListAttachedUserPolicies) < failing {
