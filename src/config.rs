@@ -769,17 +769,35 @@ assume_role = false
     fn the_documented_examples_parse() {
         let example = parse("accounts.toml", include_str!("../accounts.toml")).unwrap();
         assert_eq!(example.partition, Partition::Aws);
-        let readme = include_str!("../README.md");
-        let blocks: Vec<&str> = readme
-            .split("```toml\n")
-            .skip(1)
-            .map(|b| b.split("```").next().unwrap())
+        // Every ```toml block of the README and of every docs page.
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut pages = vec!["README.md".to_owned()];
+        for entry in std::fs::read_dir(format!("{root}/docs")).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".md") {
+                pages.push(format!("docs/{name}"));
+            }
+        }
+        let docs: Vec<(String, String)> = pages
+            .into_iter()
+            .map(|page| {
+                let text = std::fs::read_to_string(format!("{root}/{page}")).unwrap();
+                (page, text)
+            })
+            .collect();
+        let blocks: Vec<(&str, &str)> = docs
+            .iter()
+            .flat_map(|(name, text)| {
+                text.split("```toml\n")
+                    .skip(1)
+                    .map(move |b| (name.as_str(), b.split("```").next().unwrap()))
+            })
             .collect();
         assert!(blocks.len() >= 3, "{}", blocks.len());
         let partitions: Vec<Partition> = blocks
             .iter()
-            .map(|b| {
-                parse("README.md", b)
+            .map(|(name, b)| {
+                parse(name, b)
                     .unwrap_or_else(|e| panic!("{e}\n{b}"))
                     .partition
             })

@@ -1,6 +1,6 @@
-//! The database is a documented interface: every SQL query in README.md and docs/schema.md runs
-//! against a populated database (with drift) and returns rows, and every column the docs'
-//! tables name exists.
+//! The database is a documented interface: every SQL query in README.md and in every docs/*.md
+//! page runs against a populated database (with drift) and returns rows, and every column the
+//! docs' tables name exists.
 
 mod common;
 
@@ -69,14 +69,34 @@ fn sql_blocks(path: &str) -> Vec<String> {
     blocks
 }
 
+/// README.md and every docs/*.md page, in a stable order.
+fn documented_pages() -> Vec<String> {
+    let mut pages: Vec<String> = std::fs::read_dir("docs")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    pages.sort();
+    pages.insert(0, "README.md".to_owned());
+    pages
+}
+
+/// The documented queries, at least: README.md (4) and docs/schema.md (9) held 13 before the
+/// README's queries moved to docs/operations.md. A query moved between pages still counts; one
+/// lost in a move does not go unnoticed.
+const DOCUMENTED_QUERIES_AT_LEAST: usize = 13;
+
 #[test]
 fn every_documented_query_runs_and_answers() {
     let rig = populated_with_drift();
     let conn = rusqlite::Connection::open(rig.db()).unwrap();
     let mut total = 0;
-    for file in ["README.md", "docs/schema.md"] {
-        let blocks = sql_blocks(file);
-        assert!(!blocks.is_empty(), "{file} documents queries");
+    for file in documented_pages() {
+        let blocks = sql_blocks(&file);
+        if file == "docs/schema.md" {
+            assert!(!blocks.is_empty(), "{file} documents queries");
+        }
         for sql in blocks {
             let mut stmt = conn
                 .prepare(&sql)
@@ -89,7 +109,7 @@ fn every_documented_query_runs_and_answers() {
             total += 1;
         }
     }
-    assert!(total >= 10, "{total}");
+    assert!(total >= DOCUMENTED_QUERIES_AT_LEAST, "{total}");
 }
 
 #[test]
