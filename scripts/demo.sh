@@ -54,7 +54,7 @@ run "$BIN" report
 
 step "apply --yes: detach only what a group still grants, verified live"
 echo "(about 30 s: IAM is eventually consistent, so apply relies on a grant only once the scan saw it"
-echo " 15 s ago, and post-checks each detach once another 15 s have passed; see README, Safety)"
+echo " 15 s ago, and post-checks each detach once another 15 s have passed; see docs/safety.md)"
 run "$BIN" apply --yes
 
 step "report: what apply did, per finding"
