@@ -13,7 +13,7 @@ use crate::report::{Format, ReportFormat, RollbackFormat};
     name = "iamsweep",
     version,
     about = "Detach IAM managed policies that users hold both directly and through a group, across many AWS accounts, without a user losing a permission for a second",
-    after_help = "Exit codes: 0 all done; 1 done, but some accounts or actions failed (or AWS Organizations could not be listed); 2 bad usage, configuration or database (nothing was changed); 3 `scan --fail-on any|new` found what it was asked to fail on; 130 interrupted by Ctrl-C, expired credentials or a failed database (continue with `iamsweep resume`)."
+    after_help = "Exit codes: 0 all done; 1 done, but some accounts or actions failed (or AWS Organizations could not be listed); 2 bad usage, configuration or database (nothing was changed); 3 `scan --fail-on any|new` found what it was asked to fail on; 130 interrupted by Ctrl-C, expired credentials or a failed database (continue with `iamsweep resume`).\n\nDocs (in the source repository): README.md; docs/safety.md (the rules every change follows), docs/configuration.md (accounts.toml, credentials, endpoints), docs/operations.md (apply, resume, rollback, scheduled sweeps), docs/schema.md (the audit database)."
 )]
 pub struct Cli {
     /// The SQLite audit database (created with mode 0600).
@@ -66,6 +66,7 @@ pub struct Cli {
     /// How long IAM may take to show a change everywhere (it is eventually consistent): a
     /// detach is post-checked once this has passed, a grant the scan saw is relied on only once
     /// it is this old, and a read right after a write is trusted only across this window.
+    /// See docs/safety.md.
     #[arg(long, global = true, value_name = "DURATION", default_value = "15s",
           value_parser = parse_duration)]
     pub settle: Duration,
