@@ -9,6 +9,9 @@
 //!   report DB [RUN] [ROUNDS]                     (streams an existing database's report)
 //!   mixed [ACCOUNTS] [USERS] [MAX_RATE] [SETTLE_S] (apply's requests per detach, tricky users)
 //!   org-walk [ACCOUNTS] [LIMIT_PER_S]            (discovering a large organization, throttled)
+//!   steady-throttle [ACCOUNTS] [USERS] [EVERY]   (apply while every EVERYth call is throttled
+//!                                                 whatever the pace, against the same apply
+//!                                                 unthrottled)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -232,6 +235,11 @@ fn sqlite(args: &[String]) {
                 },
                 covering_groups: if i % 2 == 0 {
                     vec![format!("group{:04}", i % 100)]
+                } else {
+                    vec![]
+                },
+                covering_group_ids: if i % 2 == 0 {
+                    vec![format!("AGPASIM{:012}", i % 100)]
                 } else {
                     vec![]
                 },
@@ -631,6 +639,74 @@ fn org_walk(args: &[String]) {
     );
 }
 
+/// One apply (scan, then detaches) of `n` accounts of `users` users each, at the default
+/// `--max-rate 20`, 20 ms a call; every `every`th call of each account throttled (0: none).
+/// Returns the apply's wall time, its calls, the throttled ones, and the detaches.
+fn steady_apply(n: u64, users: u64, every: u64) -> (f64, i64, u64, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    let org = FakeOrg::new();
+    let file = accounts(n);
+    for t in &file.accounts {
+        let a = t.id.as_str();
+        let policy = format!("arn:aws:iam::{a}:policy/Deploy");
+        org.add_group(a, "ops", &[&policy]);
+        for u in 0..users {
+            org.add_user(a, &format!("user{u:04}"), &["ops"], &[&policy]);
+        }
+    }
+    org.set_latency(Duration::from_millis(20));
+    let options = RunOptions {
+        calls: CallPolicy {
+            retry: RetryPolicy::default(),
+            rate: Some(20.0),
+            ..CallPolicy::default()
+        },
+        // Pacing under throttling is measured; the fake is strongly consistent.
+        apply: ApplyOptions {
+            settle: Duration::ZERO,
+            ..ApplyOptions::default()
+        },
+        ..RunOptions::default()
+    };
+    let e = engine(&org, &db, options);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let scan = rt.block_on(e.scan(&file)).unwrap();
+    org.set_throttle_every((every > 0).then_some(every));
+    let before = org.throttled_calls();
+    let start = Instant::now();
+    let apply = rt
+        .block_on(e.apply_run(scan.run_id, &file, file.accounts.clone()))
+        .unwrap();
+    let wall = start.elapsed().as_secs_f64();
+    let calls = count(
+        &db,
+        &format!(
+            "SELECT sum(calls) FROM api_calls WHERE run_id = {}",
+            apply.run_id
+        ),
+    );
+    let detached = count(
+        &db,
+        &format!(
+            "SELECT count(*) FROM actions WHERE run_id = {} AND status = 'detached'",
+            apply.run_id
+        ),
+    );
+    (wall, calls, org.throttled_calls() - before, detached)
+}
+
+fn steady_throttle(args: &[String]) {
+    let (n, users, every) = (arg(args, 0, 4), arg(args, 1, 60), arg(args, 2, 4));
+    let (clean_wall, clean_calls, _, clean_detached) = steady_apply(n, users, 0);
+    let (wall, calls, throttled, detached) = steady_apply(n, users, every);
+    println!(
+        "{{\"scenario\":\"steady-throttle\",\"accounts\":{n},\"users_per_account\":{users},\"throttle_every\":{every},\"unthrottled_wall_s\":{clean_wall:.2},\"unthrottled_calls\":{clean_calls},\"unthrottled_detached\":{clean_detached},\"throttled_wall_s\":{wall:.2},\"throttled_calls\":{calls},\"throttled\":{throttled},\"detached\":{detached},\"ratio\":{:.2},\"peak_rss_mib\":{:.1}}}",
+        wall / clean_wall,
+        peak_rss_mib()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -644,8 +720,9 @@ fn main() {
         Some("report") => report(&args[1..]),
         Some("mixed") => mixed(&args[1..]),
         Some("org-walk") => org_walk(&args[1..]),
+        Some("steady-throttle") => steady_throttle(&args[1..]),
         _ => eprintln!(
-            "usage: sim scan-org|throttle|sqlite|sqlite-apply|report|mixed|org-walk [ARGS] (see benches/sim.rs)"
+            "usage: sim scan-org|throttle|sqlite|sqlite-apply|report|mixed|org-walk|steady-throttle [ARGS] (see benches/sim.rs)"
         ),
     }
 }

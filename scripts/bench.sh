@@ -128,6 +128,8 @@ fi
 echo "discovering 10,000 accounts from an Organizations that allows 2 requests/s (~6 min)..." >&2
 "$SIM" org-walk 10000 2 >> "$RESULTS"
 "$SIM" throttle 100 40 5 10 9 >> "$RESULTS"
+# Throttling that slowing down does not ease (another workload draining the quota).
+"$SIM" steady-throttle 4 60 4 >> "$RESULTS"
 echo "apply on a mixed organization (requests per detach)..." >&2
 "$SIM" mixed 4 300 20 >> "$RESULTS"
 # The same without the settle window: what the window costs in wall time.

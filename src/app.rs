@@ -246,9 +246,9 @@ async fn rollback_apply(
         ));
     }
     let work = Work::start(cli)?;
-    let (run, items, targets) = work
+    let (run, targets, open) = work
         .store
-        .call(move |s| Ok((s.run(id)?, s.rollback_items(id, None)?, s.run_targets(id)?)))
+        .call(move |s| Ok((s.run(id)?, s.run_targets(id)?, s.unsettled(None)?)))
         .await?;
     if run.kind != "apply" {
         return Err(AppError::Usage(format!(
@@ -256,6 +256,31 @@ async fn rollback_apply(
             run.kind
         )));
     }
+    let partition = run_partition(&targets)?;
+    let build = || {
+        engine(
+            cli,
+            &work,
+            options(
+                cli,
+                ApplyOptions {
+                    settle: cli.settle,
+                    ..ApplyOptions::default()
+                },
+            ),
+            cancel.clone(),
+            partition,
+        )
+    };
+    // What earlier runs left open is settled first: a detach found done joins its run's list.
+    let engine = if open.is_empty() {
+        None
+    } else {
+        let engine = build().await?;
+        engine.settle_earlier(None).await?;
+        Some(engine)
+    };
+    let items = work.store.call(move |s| s.rollback_items(id, None)).await?;
     if items.is_empty() {
         let _ = writeln!(
             out,
@@ -276,20 +301,10 @@ async fn rollback_apply(
             return Ok(exit::OK);
         }
     }
-    let engine = engine(
-        cli,
-        &work,
-        options(
-            cli,
-            ApplyOptions {
-                settle: cli.settle,
-                ..ApplyOptions::default()
-            },
-        ),
-        cancel,
-        run_partition(&targets)?,
-    )
-    .await?;
+    let engine = match engine {
+        Some(e) => e,
+        None => build().await?,
+    };
     let result = engine.rollback(id).await?;
     finish(cli, &work.store, &result, out, "history").await
 }

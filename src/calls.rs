@@ -15,9 +15,11 @@ use tokio::time::Instant;
 use crate::aws::{
     AuthDetailsPage, AwsError, Connector, ErrorKind, GroupMember, Iam, Op, Page, Receipt,
 };
+use crate::cancel::Cancel;
 use crate::config::{Access, AccountTarget};
 use crate::limiter::Observe;
 use crate::model::{PolicyArn, UserName};
+pub use crate::pacer::Pacer;
 
 /// Requests made for one operation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -83,82 +85,6 @@ impl RetryPolicy {
     }
 }
 
-/// Spaces calls at most `rate` per second, so bursts do not trip AWS's limits, and slows down
-/// while the other side throttles (also when no rate is set: the first throttled call starts
-/// the pacing).
-#[derive(Debug)]
-pub struct Pacer {
-    /// The configured spacing (zero: no pacing): the pacer never goes faster.
-    floor: Duration,
-    /// The next free slot, and the spacing now (wider after throttling).
-    state: Mutex<(Instant, Duration)>,
-    /// When the spacing was last widened: the refusals of calls that were already under way
-    /// say the same thing once, not once each.
-    widened: Mutex<Option<Instant>>,
-}
-
-/// A throttled call widens the spacing by this factor; a call that goes through narrows it by
-/// `NARROW` again, down to the configured rate: the pace settles just under what the other side
-/// allows (its quota may be lower than ours, or shared with other workloads).
-const WIDEN: f64 = 1.5;
-const NARROW: f64 = 0.97;
-/// Where an unpaced pacer starts once throttled, and below which it stops pacing again.
-const NARROWEST: Duration = Duration::from_millis(1);
-/// Refusals within this long of the last widening (or one spacing, if longer) are the same news.
-const SAME_NEWS: Duration = Duration::from_millis(100);
-/// The widest spacing a throttled endpoint pushes the pace to.
-const WIDEST: Duration = Duration::from_secs(5);
-
-impl Pacer {
-    pub fn new(rate: Option<f64>) -> Self {
-        let floor = rate
-            .filter(|r| *r > 0.0)
-            .map_or(Duration::ZERO, |r| Duration::from_secs_f64(1.0 / r));
-        Self {
-            floor,
-            state: Mutex::new((Instant::now(), floor)),
-            widened: Mutex::new(None),
-        }
-    }
-
-    async fn wait(&self) {
-        let slot = {
-            let mut st = self.state.lock().expect("pacer lock");
-            if st.1.is_zero() {
-                return;
-            }
-            let slot = st.0.max(Instant::now());
-            st.0 = slot + st.1;
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
-    }
-
-    /// How the last call went: throttled slows the pace (once per `SAME_NEWS`), through speeds
-    /// it back up.
-    fn heard(&self, throttled: bool) {
-        let mut st = self.state.lock().expect("pacer lock");
-        st.1 = if throttled {
-            let mut widened = self.widened.lock().expect("pacer lock");
-            let now = Instant::now();
-            if widened.is_some_and(|t| now.duration_since(t) < SAME_NEWS.max(st.1)) {
-                return;
-            }
-            *widened = Some(now);
-            st.1.max(NARROWEST)
-                .mul_f64(WIDEN)
-                .min(WIDEST.max(self.floor))
-        } else {
-            let narrower = st.1.mul_f64(NARROW);
-            if narrower < NARROWEST && self.floor.is_zero() {
-                Duration::ZERO
-            } else {
-                narrower.max(self.floor)
-            }
-        };
-    }
-}
-
 /// Limits for one account's calls.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -179,6 +105,17 @@ impl Default for CallPolicy {
             call_timeout: Duration::from_secs(30),
         }
     }
+}
+
+tokio::task_local! {
+    static URGENT: ();
+}
+
+/// Runs `work` with its calls leaving at once, their slots taken in the pace without waiting
+/// (they push the calls after them back): the reads that prove a grant again right before a
+/// detach that already waited for its slot, so the proof is as young as the reads allow.
+pub async fn urgently<F: Future>(work: F) -> F::Output {
+    URGENT.scope((), work).await
 }
 
 /// Calls per second to AWS Organizations, at most. Its quotas hold for the whole organization
@@ -281,47 +218,82 @@ impl Meter {
     {
         let mut attempt = 0;
         loop {
-            let sts = self.sts.as_ref().filter(|_| op.service() == "sts");
-            if let Some(p) = sts {
-                p.wait().await;
-            }
-            self.pacer.wait().await;
-            let sent = Instant::now();
-            self.bump(op, |c| c.calls += 1);
-            let result = f().await;
-            let throttled = result
-                .as_ref()
-                .is_err_and(|e| e.kind == ErrorKind::Throttled);
-            self.pacer.heard(throttled);
-            if let Some(p) = sts {
-                p.heard(throttled);
-            }
-            if let Some(o) = &self.observer {
-                o.call(op, sent.elapsed(), throttled);
-            }
+            self.pace(op).await;
+            let (result, sent) = self.once(op, f()).await;
             let err = match result {
                 Ok(v) => return (Ok(v), sent),
                 Err(e) => e,
             };
             attempt += 1;
-            let retry = self.policy.retry;
-            // A throttled request did nothing: any call may be sent again. A transient failure
-            // may have happened after AWS acted: only reads are sent again here.
-            let retryable = match err.kind {
-                ErrorKind::Throttled => attempt < retry.max_attempts,
-                ErrorKind::Transient => !op.is_write() && attempt < retry.max_transient_attempts,
-                _ => false,
-            };
-            if err.kind == ErrorKind::Throttled {
+            match self.retry_after(op, &err, attempt) {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return (Err(err), sent),
+            }
+        }
+    }
+
+    /// The pace `op` goes at: STS calls at the run's (one principal makes them all, and STS
+    /// limits per principal), the rest at the account's (IAM limits per account).
+    fn pacer_for(&self, op: Op) -> &Pacer {
+        match &self.sts {
+            Some(sts) if op.service() == "sts" => sts,
+            _ => &self.pacer,
+        }
+    }
+
+    /// Waits for the call's slot in its pace; within [`urgently`], takes it without waiting.
+    pub async fn pace(&self, op: Op) {
+        if URGENT.try_with(|_| ()).is_ok() {
+            self.pace_now(op);
+        } else {
+            self.pacer_for(op).wait().await;
+        }
+    }
+
+    /// Takes the call's slot without waiting for it: a call that must leave now.
+    pub fn pace_now(&self, op: Op) {
+        self.pacer_for(op).take_now();
+    }
+
+    /// Sends one attempt now (its slot already taken): counted, and heard by the pace and the
+    /// observer. Returns its result and when it was sent.
+    pub async fn once<T>(
+        &self,
+        op: Op,
+        attempt: impl Future<Output = Result<T, AwsError>>,
+    ) -> (Result<T, AwsError>, Instant) {
+        let sent = Instant::now();
+        self.bump(op, |c| c.calls += 1);
+        let result = attempt.await;
+        let throttled = result
+            .as_ref()
+            .is_err_and(|e| e.kind == ErrorKind::Throttled);
+        self.pacer_for(op).heard(sent, throttled);
+        if let Some(o) = &self.observer {
+            o.call(op, sent.elapsed(), throttled);
+        }
+        if let Err(e) = &result {
+            if e.kind == ErrorKind::Throttled {
                 self.bump(op, |c| c.throttled += 1);
             } else {
                 self.bump(op, |c| c.errors += 1);
             }
-            if !retryable {
-                return (Err(err), sent);
-            }
-            tokio::time::sleep(retry.delay(attempt - 1)).await;
         }
+        (result, sent)
+    }
+
+    /// After the `attempt`-th failed attempt of `op` with `err`: how long to wait before the
+    /// next one, or `None` when it is not sent again. A throttled request did nothing: any call
+    /// may be sent again. A transient failure may have happened after AWS acted: only reads
+    /// are sent again here.
+    pub fn retry_after(&self, op: Op, err: &AwsError, attempt: u32) -> Option<Duration> {
+        let retry = self.policy.retry;
+        let again = match err.kind {
+            ErrorKind::Throttled => attempt < retry.max_attempts,
+            ErrorKind::Transient => !op.is_write() && attempt < retry.max_transient_attempts,
+            _ => false,
+        };
+        again.then(|| retry.delay(attempt - 1))
     }
 
     /// Opens the account's client through `connector`, counted as the call it makes.
@@ -408,15 +380,16 @@ impl<I: Iam> Metered<I> {
         .await
     }
 
-    /// A group's members (`GetGroup`, every page), or `None` once more than `max_pages` pages
-    /// would be needed: then proving users one by one is cheaper.
+    /// A group's id and members (`GetGroup`, every page); the members are `None` once more
+    /// than `max_pages` pages would be needed: then proving users one by one is cheaper.
     pub async fn group_members(
         &self,
         group: &str,
         max_pages: usize,
-    ) -> Result<Option<Vec<GroupMember>>, AwsError> {
+    ) -> Result<(String, Option<Vec<GroupMember>>), AwsError> {
         let mut items = Vec::new();
         let mut marker = None;
+        let mut group_id = String::new();
         for _ in 0..max_pages.max(1) {
             let page = self
                 .meter
@@ -424,13 +397,14 @@ impl<I: Iam> Metered<I> {
                     self.inner.group_members(group, marker.clone())
                 })
                 .await?;
-            items.extend(page.items);
+            items.extend(page.members);
+            group_id = page.group_id;
             match page.next_marker {
                 Some(m) => marker = Some(m),
-                None => return Ok(Some(items)),
+                None => return Ok((group_id, Some(items))),
             }
         }
-        Ok(None)
+        Ok((group_id, None))
     }
 
     /// Whether a managed policy can be attached again once detached (`GetPolicy`).
@@ -448,30 +422,59 @@ impl<I: Iam> Metered<I> {
             .await
     }
 
-    /// Detaches a policy from a user; also tells when the request was sent. Sent once: after a
-    /// transient failure its outcome is unknown and only reads may settle it.
-    pub async fn detach_user_policy(
+    /// Waits for the next detach's slot in the account's pace; with `now`, takes it without
+    /// waiting (the detach right after a fresh proof must not wait for it to age).
+    pub async fn pace_detach(&self, now: bool) {
+        if now {
+            self.meter.pace_now(Op::DetachUserPolicy);
+        } else {
+            self.meter.pace(Op::DetachUserPolicy).await;
+        }
+    }
+
+    /// Sends one `DetachUserPolicy` attempt now, its slot taken by [`Metered::pace_detach`];
+    /// also tells when it was sent. The caller decides whether to send another after a
+    /// throttled one ([`Metered::retry_after`]); after a transient failure its outcome is
+    /// unknown and only reads may settle it.
+    pub async fn detach_once(
         &self,
         user: &UserName,
         policy: &PolicyArn,
     ) -> (Result<Receipt, AwsError>, Instant) {
         self.meter
-            .call_timed(Op::DetachUserPolicy, || {
-                self.inner.detach_user_policy(user, policy)
-            })
+            .once(
+                Op::DetachUserPolicy,
+                self.inner.detach_user_policy(user, policy),
+            )
             .await
     }
 
+    /// See [`Meter::retry_after`].
+    pub fn retry_after(&self, op: Op, err: &AwsError, attempt: u32) -> Option<Duration> {
+        self.meter.retry_after(op, err, attempt)
+    }
+
+    /// Every page of the simulator's results (a denied action may be on any page).
     pub async fn simulate(
         &self,
         principal_arn: &str,
         actions: &[String],
     ) -> Result<Vec<crate::aws::Decision>, AwsError> {
-        self.meter
-            .call(Op::SimulatePrincipalPolicy, || {
-                self.inner.simulate(principal_arn, actions)
-            })
-            .await
+        let mut all = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .meter
+                .call(Op::SimulatePrincipalPolicy, || {
+                    self.inner.simulate(principal_arn, actions, marker.clone())
+                })
+                .await?;
+            all.extend(page.items);
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => return Ok(all),
+            }
+        }
     }
 
     /// Attaches a policy to a user. Attaching is idempotent (attaching what is attached
@@ -503,48 +506,58 @@ impl<I: Iam> Metered<I> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// How many times a read that decides or settles an action is tried in a run while it fails on
+/// the network or is throttled (each try already retried by the meter): a network that fails
+/// for seconds delays the run instead of failing its items.
+pub const READ_TRIES: u32 = 5;
 
-    #[test]
-    fn an_unpaced_pacer_starts_pacing_when_throttled_and_stops_again() {
-        let p = Pacer::new(None);
-        let spacing = |p: &Pacer| p.state.lock().unwrap().1;
-        assert_eq!(spacing(&p), Duration::ZERO);
-        p.heard(true);
-        assert_eq!(spacing(&p), Duration::from_micros(1500));
-        for _ in 0..20 {
-            p.heard(false);
-        }
-        assert_eq!(spacing(&p), Duration::ZERO);
-    }
+/// The wait before try `tries + 1` of such a read: 2, 4, 8, 16 s.
+pub fn read_backoff(tries: u32) -> Duration {
+    Duration::from_secs(2u64 << tries.min(4))
+}
 
-    #[test]
-    fn the_pace_slows_while_throttled_and_recovers_to_its_rate() {
-        let p = Pacer::new(Some(10.0));
-        let spacing = |p: &Pacer| p.state.lock().unwrap().1;
-        let forget = |p: &Pacer| *p.widened.lock().unwrap() = None;
-        assert_eq!(spacing(&p), Duration::from_millis(100));
-        p.heard(true);
-        // Refusals of calls already under way are the same news.
-        p.heard(true);
-        assert_eq!(spacing(&p), Duration::from_millis(150));
-        forget(&p);
-        p.heard(true);
-        assert_eq!(spacing(&p), Duration::from_millis(225));
-        for _ in 0..100 {
-            p.heard(false);
+/// Whether a read that failed with `e` is worth trying again later.
+pub fn worth_reading_again(e: &AwsError) -> bool {
+    matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled)
+}
+
+/// Runs a read that decides an action up to [`READ_TRIES`] times, [`read_backoff`] apart,
+/// while it fails on the network or is throttled; a stop (`stopping`, looked at every 250 ms)
+/// cuts the waiting short and returns the last error.
+pub async fn patiently<T, Fut>(
+    stopping: impl Fn() -> bool,
+    mut read: impl FnMut() -> Fut,
+) -> Result<T, AwsError>
+where
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    let mut tries = 0;
+    loop {
+        let err = match read().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        tries += 1;
+        if !worth_reading_again(&err) || tries >= READ_TRIES || stopping() {
+            return Err(err);
         }
-        assert_eq!(
-            spacing(&p),
-            Duration::from_millis(100),
-            "never faster than the rate"
-        );
-        for _ in 0..50 {
-            forget(&p);
-            p.heard(true);
+        let until = Instant::now() + read_backoff(tries - 1);
+        while Instant::now() < until {
+            if stopping() {
+                return Err(err);
+            }
+            tokio::time::sleep((until - Instant::now()).min(Duration::from_millis(250))).await;
         }
-        assert_eq!(spacing(&p), WIDEST);
     }
+}
+
+/// [`patiently`], stopped by Ctrl-C only.
+pub async fn patiently_unless<T, Fut>(
+    cancel: &Cancel,
+    read: impl FnMut() -> Fut,
+) -> Result<T, AwsError>
+where
+    Fut: Future<Output = Result<T, AwsError>>,
+{
+    patiently(|| cancel.is_cancelled(), read).await
 }

@@ -152,6 +152,22 @@ mod fake_tests {
             text.contains("ok    111111111111: role ok, scan read ok; apply: allowed"),
             "{text}"
         );
+        // A denied action on the simulator's second page is seen.
+        org.set_page_size(5);
+        org.deny_action("iam:AttachUserPolicy");
+        let checks = futures::executor::block_on(check(
+            &org,
+            &file.accounts[..1],
+            true,
+            1,
+            CallPolicy::default(),
+        ));
+        assert!(!checks[0].ok());
+        assert_eq!(org.calls("111111111111", Op::SimulatePrincipalPolicy), 3);
+        assert!(
+            text.contains("ok    111111111111: role ok, scan read ok; apply: allowed"),
+            "{text}"
+        );
         assert!(
             text.contains("FAIL  222222222222: cannot use the role: AccessDenied: no trust"),
             "{text}"

@@ -48,6 +48,23 @@ pub struct Finding {
     pub kind: FindingKind,
     /// The user's groups that have the same policy ARN attached, sorted.
     pub covering_groups: Vec<String>,
+    /// The IAM GroupId of each of `covering_groups`, in the same order (empty in findings
+    /// recorded before iamsweep kept them): a group re-created under the same name is another
+    /// grant.
+    #[serde(default)]
+    pub covering_group_ids: Vec<String>,
+}
+
+impl Finding {
+    /// The GroupId the scan saw for covering group `name` (matched as IAM matches names).
+    pub fn covering_group_id(&self, name: &str) -> Option<&str> {
+        self.covering_groups
+            .iter()
+            .position(|g| g.eq_ignore_ascii_case(name))
+            .and_then(|i| self.covering_group_ids.get(i))
+            .map(String::as_str)
+            .filter(|id| !id.is_empty())
+    }
 }
 
 /// Everything a scan learns about one account.
@@ -83,6 +100,10 @@ pub fn classify(
             )
         })
         .collect();
+    let group_ids: HashMap<&str, &str> = groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.group_id.as_str()))
+        .collect();
     let mut out = AccountFindings {
         users_seen: users.len() as u64,
         groups_seen: groups.len() as u64,
@@ -106,6 +127,16 @@ pub fn classify(
                 .collect();
             covering.sort();
             covering.dedup();
+            let ids: Vec<String> = covering
+                .iter()
+                .map(|g| {
+                    group_ids
+                        .get(g.as_str())
+                        .copied()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect();
             out.findings.push(Finding {
                 user_name: user.name.clone(),
                 user_id: (!user.user_id.is_empty()).then(|| user.user_id.clone()),
@@ -118,6 +149,11 @@ pub fn classify(
                     FindingKind::RedundantDirect
                 },
                 covering_groups: covering,
+                covering_group_ids: if ids.iter().all(String::is_empty) {
+                    Vec::new()
+                } else {
+                    ids
+                },
             });
         }
     }
@@ -155,6 +191,7 @@ mod tests {
     fn group(name: &str, policies: &[&str]) -> GroupDetail {
         GroupDetail {
             name: name.into(),
+            group_id: format!("AGPA{name}"),
             attached: policies.iter().map(|p| pol(p)).collect(),
         }
     }

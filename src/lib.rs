@@ -18,6 +18,7 @@ pub mod limiter;
 pub mod lock;
 pub mod model;
 pub mod organization;
+pub mod pacer;
 pub mod progress;
 pub mod report;
 pub mod rollback;

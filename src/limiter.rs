@@ -3,7 +3,8 @@
 //! took; while calls take at most twice as long as the fastest of their kind, the endpoint is
 //! not queueing them and more accounts may start (four times as many at first, then growing by
 //! the square root of the limit); when they take longer, the limit follows the ratio down,
-//! smoothed and by at most half at a time; a throttled call halves it. Real AWS serves and
+//! smoothed and by at most half at a time; a throttled STS call (the one principal's) halves it,
+//! a throttled IAM call does not (each account's pace answers for it). Real AWS serves and
 //! throttles each account on its own, so the limit climbs to its ceiling; a local emulator that
 //! builds one answer at a time keeps it near a few. Pure arithmetic under a lock: no I/O, no
 //! timers.
@@ -138,7 +139,12 @@ impl Observe for Limiter {
         }
         let mut st = self.state.lock().expect("limiter");
         if throttled {
-            st.throttled = true;
+            // IAM throttles each account on its own, and each account's pace answers for its
+            // own throttling: it says nothing about how many accounts may be worked on. STS
+            // (every AssumeRole is the one principal's) does.
+            if op.service() == "sts" {
+                st.throttled = true;
+            }
         } else {
             let took = took.as_secs_f64().max(1e-6);
             // Forgotten by 0.01% a call: an outlier of speed does not hold the baseline forever.

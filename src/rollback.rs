@@ -13,7 +13,7 @@ use futures::StreamExt;
 
 use crate::apply::{Applied, Tally, reason};
 use crate::aws::{AwsError, ErrorKind, Iam};
-use crate::calls::Metered;
+use crate::calls::{self, Metered};
 use crate::cancel::Cancel;
 use crate::config::AccountTarget;
 use crate::events::{Event, Phase, Reporter};
@@ -62,14 +62,21 @@ impl<I: Iam> AccountRollback<'_, I> {
             .await?;
         for a in open {
             // The intent was committed; whether the call was made is unknown. Attaching again
-            // is harmless, and settles it.
-            let outcome = self.attach(&a.user, &a.policy, stop).await;
-            let outcome = match outcome.status {
-                ActionStatus::Attached => Outcome {
-                    reason: Some(reason::RECONCILED.to_owned()),
-                    ..outcome
-                },
-                _ => outcome,
+            // is harmless, and settles it, if the user is still the one the detach was made on.
+            let outcome = match self.same_user(&a.user, a.user_id.as_deref(), stop).await {
+                // Unreadable now: left open for the next run.
+                Err(outcome) if outcome.status == ActionStatus::Pending => continue,
+                Err(outcome) => outcome,
+                Ok(()) => {
+                    let outcome = self.attach(&a.user, &a.policy, stop).await;
+                    match outcome.status {
+                        ActionStatus::Attached => Outcome {
+                            reason: Some(reason::RECONCILED.to_owned()),
+                            ..outcome
+                        },
+                        _ => outcome,
+                    }
+                }
             };
             let id = a.action_id;
             self.store
@@ -140,23 +147,24 @@ impl<I: Iam> AccountRollback<'_, I> {
             return Ok(tally);
         }
         // The same principal the detach was made on, or nobody.
-        let identity = match self.iam.user_id(&user).await {
-            Ok(id) => Ok(id),
-            Err(e) if e.kind == ErrorKind::NoSuchEntity => {
-                Err(Outcome::because(ActionStatus::Skipped, reason::USER_GONE))
-            }
-            Err(e) => {
-                if matches!(e.kind, ErrorKind::Credentials | ErrorKind::AccessDenied) {
-                    stop.lock().expect("stop").get_or_insert(e);
-                    tally.interrupted = true;
-                    return Ok(tally);
+        let identity =
+            match calls::patiently(|| self.halted(stop), || self.iam.user_id(&user)).await {
+                Ok(id) => Ok(id),
+                Err(e) if e.kind == ErrorKind::NoSuchEntity => {
+                    Err(Outcome::because(ActionStatus::Skipped, reason::USER_GONE))
                 }
-                Err(Outcome {
-                    error: Some(e),
-                    ..Outcome::because(ActionStatus::Failed, reason::VERIFY_FAILED)
-                })
-            }
-        };
+                Err(e) => {
+                    if matches!(e.kind, ErrorKind::Credentials | ErrorKind::AccessDenied) {
+                        stop.lock().expect("stop").get_or_insert(e);
+                        tally.interrupted = true;
+                        return Ok(tally);
+                    }
+                    Err(Outcome {
+                        error: Some(e),
+                        ..Outcome::because(ActionStatus::Failed, reason::VERIFY_FAILED)
+                    })
+                }
+            };
         for item in items {
             let policy = PolicyArn::new(item.policy_arn.clone());
             let intent = Intent {
@@ -168,6 +176,7 @@ impl<I: Iam> AccountRollback<'_, I> {
                 operation: Operation::Attach,
                 covering_group: None,
                 undoes: Some(item.action_id),
+                send_by: None,
             };
             let settled = match &identity {
                 Err(outcome) => Some(outcome.clone()),
@@ -195,6 +204,38 @@ impl<I: Iam> AccountRollback<'_, I> {
                 .await?;
         }
         Ok(tally)
+    }
+
+    /// Whether `user` is still the principal with unique id `want` (read now, patiently):
+    /// `Err` with the outcome to record when it is not (gone, re-created, unreadable).
+    async fn same_user(
+        &self,
+        user: &UserName,
+        want: Option<&str>,
+        stop: &Mutex<Option<AwsError>>,
+    ) -> Result<(), Outcome> {
+        match calls::patiently(|| self.halted(stop), || self.iam.user_id(user)).await {
+            Ok(id) if want.is_some_and(|w| w != id) => Err(Outcome::because(
+                ActionStatus::Skipped,
+                reason::USER_RECREATED,
+            )),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == ErrorKind::NoSuchEntity => {
+                Err(Outcome::because(ActionStatus::Skipped, reason::USER_GONE))
+            }
+            Err(e) => {
+                let interrupted =
+                    matches!(e.kind, ErrorKind::Credentials | ErrorKind::AccessDenied);
+                if interrupted {
+                    stop.lock().expect("stop").get_or_insert(e.clone());
+                }
+                // Still open: the next run settles it (an attach intent stays `pending`).
+                Err(Outcome {
+                    error: Some(e),
+                    ..Outcome::because(ActionStatus::Pending, reason::VERIFY_FAILED)
+                })
+            }
+        }
     }
 
     /// One attach and what the journal says of it. Attaching is idempotent: through a flaky

@@ -432,6 +432,12 @@ impl<C: Connector> Engine<C> {
         }
         drop(results);
         tally.interrupted = interrupted || self.cancel.is_cancelled();
+        if fatal.is_none() {
+            // A run is complete only with none of its rows open, whatever its accounts said
+            // (an account with open rows that this invocation did not work on, say).
+            let open = self.store.call(move |s| s.open_rows(run_id)).await?;
+            tally.unsettled = tally.unsettled.max(open);
+        }
         let status = if tally.interrupted {
             RunStatus::Interrupted
         } else if failed == jobs.len() && !jobs.is_empty() {
@@ -483,7 +489,18 @@ impl<C: Connector> Engine<C> {
         });
         let observer: Arc<dyn Observe> = limiter.clone();
         let meter = Meter::shared(self.options.calls, prior, Some(observer), Some(sts.clone()));
-        let end = self.account_work(run_id, target, plan, &meter).await?;
+        let end = match self.account_work(run_id, target, plan, &meter).await {
+            Ok(end) => end,
+            Err(e) => {
+                // The calls made are written if the database still takes them.
+                let (id, calls) = (id.clone(), meter.counts());
+                let _ = self
+                    .store
+                    .call(move |s| s.pause_account(run_id, &id, &calls))
+                    .await;
+                return Err(e);
+            }
+        };
         let calls = meter.counts();
         let limit = self.options.apply.max_detaches_per_account;
         let (status, error) = match &end {
@@ -584,12 +601,14 @@ impl<C: Connector> Engine<C> {
                     cancel: &self.cancel,
                 };
                 let done = rollback.run().await?;
-                let (id, mut tally) = (target.id.clone(), done.tally);
-                let counted = self
+                // The journal counts each item once, by its latest row; the pass adds only
+                // how it ended.
+                let id = target.id.clone();
+                let mut tally = self
                     .store
                     .call(move |s| s.account_tally(run_id, &id))
                     .await?;
-                tally.add(&counted);
+                tally.interrupted = done.tally.interrupted;
                 return Ok(AccountEnd::from_applied(tally, done.stop));
             }
         };

@@ -146,6 +146,7 @@ fn recovery_of_a_crashed_intent_rereads_across_the_window() {
                 operation: Operation::Detach,
                 covering_group: Some("ops".into()),
                 undoes: None,
+                send_by: None,
             })?;
         }
         s.interrupt_stale_runs()?;

@@ -57,6 +57,7 @@ fn a_death_between_intent_and_outcome_is_reconciled_both_ways() {
                 operation: Operation::Detach,
                 covering_group: Some("ops".into()),
                 undoes: None,
+                send_by: None,
             })?;
         }
         Ok(run)
@@ -219,12 +220,22 @@ fn the_first_ctrl_c_stops_new_work_and_resume_finishes_it_without_repeats() {
         rig.sql::<i64>("SELECT count(*) FROM actions WHERE status = 'detached'"),
         20
     );
+    // Intents whose detach was waiting for its slot when Ctrl-C came were withdrawn, unsent
+    // (`interrupted` / `not_executed`); resume acted on those findings once.
     assert_eq!(
         rig.sql::<i64>(
-            "SELECT count(*) FROM (SELECT finding_id FROM actions GROUP BY finding_id HAVING count(*) > 1)"
+            "SELECT count(*) FROM (SELECT finding_id FROM actions WHERE status <> 'interrupted'
+             GROUP BY finding_id HAVING count(*) > 1)"
         ),
         0,
         "no finding acted on twice"
+    );
+    assert_eq!(
+        rig.rows("SELECT DISTINCT reason FROM actions WHERE status = 'interrupted'")
+            .into_iter()
+            .filter(|r| r != "not_executed")
+            .collect::<Vec<_>>(),
+        Vec::<String>::new()
     );
     assert_eq!(
         rig.org.calls(A, Op::DetachUserPolicy) + rig.org.calls(B, Op::DetachUserPolicy),

@@ -58,6 +58,7 @@ fn crash_mid_apply(rig: &FakeRig, scan: i64, sent: usize, reached: usize) -> i64
                 operation: Operation::Detach,
                 covering_group: Some("ops".into()),
                 undoes: None,
+                send_by: None,
             })?;
             if i < reached {
                 detached.push((f.user_name.to_string(), f.policy_arn.to_string()));

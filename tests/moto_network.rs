@@ -368,3 +368,84 @@ fn base_credentials_that_do_not_work_are_said_once_at_start_with_nothing_changed
     assert_eq!(proxy.received().get("GetCallerIdentity"), Some(&1));
     assert_eq!(proxy.received().get("AssumeRole"), None);
 }
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn throttling_that_slowing_down_does_not_ease_slows_an_apply_but_never_stalls_it() {
+    // Another workload drains the accounts' shared IAM quota: every 4th request is throttled,
+    // however fast or slow iamsweep goes. The same apply unthrottled, for comparison.
+    let seed_all = |ids: &[&str]| {
+        block_on(async {
+            let mut redundant = BTreeSet::new();
+            for id in ids {
+                redundant.extend(seed(id).await);
+            }
+            redundant
+        })
+    };
+    let args = ["--settle", "2s", "apply", "--yes"];
+    let clean_ids = ["100000000441", "100000000442"];
+    seed_all(&clean_ids);
+    let clean = Proxy::start(&moto_url());
+    let cw = Workdir::new(&accounts_toml(&clean_ids));
+    let (out, unthrottled) = cw.iamsweep_via(&clean.url, &args, Duration::from_secs(240));
+    assert_exit(&out, 0);
+
+    let ids = ["100000000443", "100000000444"];
+    let redundant = seed_all(&ids);
+    let proxy = Proxy::start(&moto_url());
+    proxy.set_schedule(|s| {
+        (s.seq.is_multiple_of(4) && s.action != "GetCallerIdentity").then_some(Fault::Throttle)
+    });
+    let w = Workdir::new(&accounts_toml(&ids));
+    let (out, throttled) = w.iamsweep_via(&proxy.url, &args, Duration::from_secs(240));
+    let refused: u64 = proxy.faults().values().sum();
+    eprintln!(
+        "apply of {} detaches: {unthrottled:?} unthrottled ({} requests), {throttled:?} with every 4th request throttled ({} requests, {refused} throttled): {:.2}x",
+        redundant.len(),
+        clean.total_received(),
+        proxy.total_received(),
+        throttled.as_secs_f64() / unthrottled.as_secs_f64()
+    );
+    assert_exit(&out, 0);
+    assert!(refused > 30, "the test must throttle: {refused}");
+    // Every redundant attachment detached, each once, post-checked; every refusal retried and
+    // recorded.
+    let list = w.iamsweep(&["rollback", "1", "--format", "json"]);
+    assert_exit(&list, 0);
+    assert_eq!(triples(&stdout(&list)), redundant);
+    w.assert_journal_settled();
+    assert_eq!(
+        w.sql::<i64>("SELECT sum(throttled) FROM api_calls WHERE run_id = 1") as u64,
+        refused,
+        "every throttled request recorded"
+    );
+    assert_calls_match(&w, 1, &proxy);
+}
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn a_plaintext_proxy_named_by_the_environment_never_sees_a_request() {
+    // A proxy off the machine would read every signed request, session token and the secrets
+    // AssumeRole returns if plaintext went through it: iamsweep sends `http://` (loopback
+    // only) straight to its host, whatever HTTP_PROXY and ALL_PROXY say.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let id = "100000000451";
+    block_on(seed(id));
+    let w = Workdir::new(&accounts_toml(&[id]));
+    let env = [
+        ("HTTP_PROXY", proxy.as_str()),
+        ("http_proxy", proxy.as_str()),
+        ("ALL_PROXY", proxy.as_str()),
+    ];
+    let out = w.iamsweep_env(&["--call-timeout", "3s", "scan"], &env);
+    let mut reached = 0;
+    while listener.accept().is_ok() {
+        reached += 1;
+    }
+    assert_eq!(reached, 0, "requests sent to the plaintext proxy");
+    assert_exit(&out, 0);
+    assert!(w.sql::<i64>("SELECT count(*) FROM findings") > 0);
+}

@@ -120,6 +120,14 @@ if t:
                   t["calls"], t["apply_wall_s"], t["peak_rss_mib"],
                   f"apply/bound {t['apply_ratio']:.2f} (bound {t['apply_bound_s']} s)",
                   f"< 5% throttled, <= 1.3x: {verdict(ok)}"))
+st = (by.get("steady-throttle") or [None])[0]
+if st:
+    ok = st["ratio"] <= 3 and st["detached"] == st["unthrottled_detached"]
+    lines.append((f"apply, every {st['throttle_every']}th call throttled whatever the pace, "
+                  f"{st['accounts']} accounts x {st['users_per_account']} detaches, --max-rate 20; "
+                  f"{st['throttled']} throttled (unthrottled: {st['unthrottled_wall_s']} s)",
+                  st["throttled_calls"], st["throttled_wall_s"], st["peak_rss_mib"],
+                  f"/unthrottled {st['ratio']:.2f}", f"<= 3x: {verdict(ok)}"))
 q = (by.get("sqlite") or [None])[0]
 if q:
     ok = q["write_s"] <= 5 and q["findings_stored"] == q["findings"]

@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::proof::{Coverage, Proofs};
+use super::proof::{Coverage, Fresh, Proofs};
 use super::settle::{Due, DueKind, Queue};
 use super::{Applied, ApplyOptions, Tally, reason};
-use crate::aws::{AwsError, ErrorKind, Iam};
-use crate::calls::Metered;
+use crate::aws::{AwsError, ErrorKind, Iam, Op};
+use crate::calls::{self, Metered};
 use crate::cancel::Cancel;
 use crate::config::AccountTarget;
 use crate::events::{Event, Phase, Reporter};
@@ -26,6 +26,45 @@ use crate::store::{ActionStatus, Intent, Operation, Outcome, StoreError};
 
 /// Attempts at one finding when a detach met a concurrent change or did not happen.
 const MAX_TRIES: u32 = 3;
+/// How long after its intent a detach's attempts may leave before the journal's bound on them
+/// (`send_by`) must be moved later: the pacer's slot, and no throttled re-send.
+const SEND_SLACK: Duration = Duration::from_secs(3);
+/// Proofs read again in a row that were too old by the time the detach could leave: then the
+/// reads are too slow for `--proof-max-age`, and the detach is not sent.
+const STALE_ROUNDS: u32 = 3;
+
+/// What became of a journaled detach's sending.
+enum Sent {
+    /// AWS answered the last attempt (sent at `sent`, relying on the proof read at
+    /// `proof_read`); earlier attempts, if any, were throttled (they did nothing).
+    Answered {
+        result: Result<crate::aws::Receipt, AwsError>,
+        sent: Instant,
+        proof_read: Instant,
+    },
+    /// Nothing was sent (or only throttled attempts): the intent ends with `outcome`, and
+    /// with `again` the finding is tried again under a new intent.
+    Withdrawn { outcome: Outcome, again: bool },
+}
+
+impl Sent {
+    fn withdrawn(outcome: Outcome) -> Self {
+        Sent::Withdrawn {
+            outcome,
+            again: false,
+        }
+    }
+}
+
+/// The outcome for a finding no group of the scan's grants to its user any more.
+fn not_covered(c: &Coverage) -> Outcome {
+    let why = match c {
+        Coverage::UserGone => reason::USER_GONE,
+        Coverage::Recreated => reason::USER_RECREATED,
+        _ => reason::NO_LONGER_COVERED,
+    };
+    Outcome::because(ActionStatus::Skipped, why)
+}
 
 /// One account's apply (or the settling of its journal) within run `run_id`.
 pub struct AccountApply<'a, I> {
@@ -111,10 +150,15 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
 
     /// Whether no new detach may start: Ctrl-C, a stop, a failed database or the breaker.
     pub(super) fn halted(&self) -> bool {
+        self.stopping() || self.budget.tripped.load(Ordering::SeqCst)
+    }
+
+    /// Whether the run is stopping here: Ctrl-C, a stop or a failed database (not the breaker,
+    /// which only keeps new findings from starting).
+    pub(super) fn stopping(&self) -> bool {
         self.app.cancel.is_cancelled()
             || self.stop.lock().expect("stop").is_some()
             || self.store_failed.load(Ordering::SeqCst)
-            || self.budget.tripped.load(Ordering::SeqCst)
     }
 
     /// Whether even protective re-attaches cannot be made (no credentials, no database).
@@ -169,9 +213,8 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
                 .buffer_unordered(self.app.options.write_concurrency.max(1));
             while let Some(result) = users.next().await {
                 if let Err(e) = result {
-                    // Stop new work; let the tasks in flight finish (their journal rows are
-                    // settled by the next run if they cannot be written now).
-                    self.store_failed.store(true, Ordering::SeqCst);
+                    // New work stopped when it failed; the tasks in flight finish (their
+                    // journal rows are settled by the next run if they cannot be written now).
                     first.get_or_insert(e);
                 }
                 done += 1;
@@ -180,13 +223,18 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
             self.due.close();
             first
         };
-        let (workers, settled) = futures::join!(workers, self.settle_loop());
-        match (workers, settled) {
-            (Some(e), _) => Err(e),
-            (None, Err(e)) => {
-                self.store_failed.store(true, Ordering::SeqCst);
-                Err(e)
+        let settling = async {
+            let settled = self.settle_loop().await;
+            if settled.is_err() {
+                // At once: a detach made from now on would have no post-check in this run
+                // (its row stays open for the next one, which checks it).
+                self.store_failed();
             }
+            settled
+        };
+        let (workers, settled) = futures::join!(workers, settling);
+        match (workers, settled) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
             (None, Ok(())) => Ok(()),
         }
     }
@@ -198,9 +246,19 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
                 self.note_interrupted();
                 return Ok(());
             }
-            self.attempt(id, f, 1).await?;
+            if let Err(e) = self.attempt(id, f, 1).await {
+                // No new detach anywhere in the account from now on.
+                self.store_failed();
+                return Err(e);
+            }
         }
         Ok(())
+    }
+
+    /// The database failed: no new detach may start (calls in flight finish; what cannot be
+    /// journaled now is settled by the next run).
+    pub(super) fn store_failed(&self) {
+        self.store_failed.store(true, Ordering::SeqCst);
     }
 
     /// Findings were left open because the run is stopping (not because of the breaker, which
@@ -219,20 +277,15 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
         f: Finding,
         mut tries: u32,
     ) -> Result<(), StoreError> {
-        // After a concurrent change, only a proof read after it will do.
-        let mut read_since = None;
+        // Whether the finding is worth an intent: any proof this pass read will tell (the
+        // detach checks its age right before it leaves). After a concurrent change, only a
+        // proof read after it will do.
+        let mut want = Fresh::Cached;
         loop {
-            let (group, proof_read) = match self.proofs.coverage(&f, read_since).await {
+            let (group, proof_read) = match self.prove(&f, want).await {
                 Ok(Coverage::Covered { group, read_at }) => (group, read_at),
                 Ok(other) => {
-                    let why = match other {
-                        Coverage::UserGone => reason::USER_GONE,
-                        Coverage::Recreated => reason::USER_RECREATED,
-                        _ => reason::NO_LONGER_COVERED,
-                    };
-                    return self
-                        .settle(id, &f, Outcome::because(ActionStatus::Skipped, why))
-                        .await;
+                    return self.settle(id, &f, not_covered(&other)).await;
                 }
                 Err(e) => return self.read_failed(id, &f, e).await,
             };
@@ -244,18 +297,41 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
                 // Left without a journal row: the finding stays open for a later run.
                 return Ok(());
             }
-            let intent = self.app.intent(id, &f, Some(group.clone()));
+            let send_by = SystemTime::now() + SEND_SLACK;
+            let intent = Intent {
+                send_by: Some(send_by),
+                ..self.app.intent(id, &f, Some(group.clone()))
+            };
             let action_id = self
                 .app
                 .store
                 .call(move |s| s.journal_intent(&intent))
                 .await?;
-            let (result, sent) = self
-                .app
-                .iam
-                .detach_user_policy(&f.user_name, &f.policy_arn)
-                .await;
-            // Recorded with every outcome: how old the proof was when the request left.
+            let (result, sent, proof_read) = match self
+                .send(action_id, &f, &group, proof_read, send_by)
+                .await?
+            {
+                Sent::Answered {
+                    result,
+                    sent,
+                    proof_read,
+                } => (result, sent, proof_read),
+                Sent::Withdrawn { outcome, again } => {
+                    // Nothing was done under this intent.
+                    if outcome.status == ActionStatus::Interrupted && self.stopping() {
+                        self.note_interrupted();
+                    }
+                    self.budget.give_back();
+                    self.record(action_id, outcome).await?;
+                    tries += 1;
+                    if again && tries <= MAX_TRIES && !self.halted() {
+                        continue;
+                    }
+                    return Ok(());
+                }
+            };
+            // Recorded with every outcome: how old the proof was when the attempt AWS acted on
+            // left.
             let age = Some(sent.saturating_duration_since(proof_read).as_millis() as u64);
             let record = |outcome: Outcome| {
                 self.record(
@@ -361,7 +437,7 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
                     tries += 1;
                     if tries <= MAX_TRIES && !self.halted() {
                         tokio::time::sleep(self.app.iam.policy().retry.delay(tries - 2)).await;
-                        read_since = Some(Instant::now());
+                        want = Fresh::Since(Instant::now());
                         continue;
                     }
                     self.settle(
@@ -426,6 +502,154 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
         }
     }
 
+    /// A proof of `f`'s covering grant (see [`Proofs::coverage`]), read as patiently as the
+    /// settling reads: a network that fails for seconds delays the detach instead of failing it.
+    async fn prove(&self, f: &Finding, want: Fresh) -> Result<Coverage, AwsError> {
+        calls::patiently(|| self.stopping(), || self.proofs.coverage(f, want)).await
+    }
+
+    /// Sends the journaled detach `action_id` of `f`, relying on `group` as proven at
+    /// `proof_read`. Right before every attempt (after the pacer's slot and any throttled
+    /// re-send's backoff) the proof is younger than `--proof-max-age`, or it is read again, at
+    /// once, and the detach leaves right after those reads (a proof read in full just now is as
+    /// young as one can be; one still too old because part of it came from another worker's
+    /// reads is read in full; after a few rounds that send nothing the detach is withdrawn as
+    /// `verify_failed`); and no attempt leaves after `send_by` as the journal has it (moved later,
+    /// durably, first). Gives back what AWS answered, or why nothing was sent.
+    async fn send(
+        &self,
+        action_id: i64,
+        f: &Finding,
+        group: &str,
+        mut proof_read: Instant,
+        mut send_by: SystemTime,
+    ) -> Result<Sent, StoreError> {
+        let max_age = self.app.options.proof_max_age;
+        let mut throttled = 0;
+        // The next attempt leaves without waiting for its slot in the pace.
+        let mut at_once = false;
+        // The proof was read in full right before this attempt, at once, with nothing waited
+        // for since: as young as a proof can be, whatever its reads took.
+        let mut just_proven = false;
+        // Rounds in a row that sent nothing.
+        let mut stale = 0;
+        loop {
+            self.app.iam.pace_detach(at_once).await;
+            at_once = false;
+            if self.stopping() {
+                return Ok(Sent::withdrawn(Outcome::because(
+                    ActionStatus::Interrupted,
+                    reason::NOT_EXECUTED,
+                )));
+            }
+            if !just_proven && proof_read.elapsed() > max_age {
+                stale += 1;
+                if stale > STALE_ROUNDS {
+                    let e = AwsError::new(
+                        ErrorKind::Other,
+                        "ProofTooSlow",
+                        format!(
+                            "the proof of group {group} was older than --proof-max-age ({} ms) by the time the detach could leave, {STALE_ROUNDS} times in a row; raise --proof-max-age, or lower the load on this account",
+                            max_age.as_millis()
+                        ),
+                    );
+                    return Ok(Sent::withdrawn(Outcome {
+                        error: Some(e),
+                        ..Outcome::because(ActionStatus::Failed, reason::VERIFY_FAILED)
+                    }));
+                }
+                // Read at once (this detach already waited for its slot). Parts another
+                // worker read moments ago may serve; if the proof is still too old after its
+                // reads, the next round reads all of it.
+                let round = Instant::now();
+                let want = if stale > 1 {
+                    Fresh::Since(round)
+                } else {
+                    Fresh::Young
+                };
+                match calls::urgently(self.prove(f, want)).await {
+                    Ok(Coverage::Covered {
+                        group: now,
+                        read_at,
+                    }) if now.eq_ignore_ascii_case(group) => {
+                        proof_read = read_at;
+                        at_once = true;
+                        just_proven = read_at >= round;
+                        continue;
+                    }
+                    // Another group covers it now: a new intent names it.
+                    Ok(Coverage::Covered { .. }) => {
+                        return Ok(Sent::Withdrawn {
+                            outcome: Outcome::because(
+                                ActionStatus::Interrupted,
+                                reason::NOT_EXECUTED,
+                            ),
+                            again: true,
+                        });
+                    }
+                    Ok(other) => return Ok(Sent::withdrawn(not_covered(&other))),
+                    Err(e) => return Ok(Sent::withdrawn(self.unproven(e))),
+                }
+            }
+            if SystemTime::now() >= send_by {
+                send_by = SystemTime::now() + SEND_SLACK;
+                let at = send_by;
+                self.app
+                    .store
+                    .call(move |s| s.extend_send_by(action_id, at))
+                    .await?;
+                // The write took its time: look at the proof's age again.
+                at_once = true;
+                just_proven = false;
+                stale += 1;
+                continue;
+            }
+            stale = 0;
+            just_proven = false;
+            let (result, sent) = self.app.iam.detach_once(&f.user_name, &f.policy_arn).await;
+            if let Err(e) = &result
+                && e.kind == ErrorKind::Throttled
+            {
+                throttled += 1;
+                if let Some(delay) = self.app.iam.retry_after(Op::DetachUserPolicy, e, throttled) {
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            }
+            return Ok(Sent::Answered {
+                result,
+                sent,
+                proof_read,
+            });
+        }
+    }
+
+    /// The outcome of an intent whose proof could not be read again: nothing was sent.
+    fn unproven(&self, e: AwsError) -> Outcome {
+        match e.kind {
+            ErrorKind::Credentials => {
+                self.halt(e.clone());
+                self.interrupted.store(true, Ordering::SeqCst);
+                Outcome {
+                    error: Some(e),
+                    ..Outcome::because(ActionStatus::Interrupted, reason::NOT_EXECUTED)
+                }
+            }
+            ErrorKind::AccessDenied => {
+                self.halt(role_cannot(&e, "the reads apply needs"));
+                self.interrupted.store(true, Ordering::SeqCst);
+                Outcome {
+                    error: Some(e),
+                    ..Outcome::because(ActionStatus::Interrupted, reason::NOT_EXECUTED)
+                }
+            }
+            _ => Outcome {
+                error: Some(e),
+                ..Outcome::because(ActionStatus::Failed, reason::VERIFY_FAILED)
+            },
+        }
+    }
+
     /// How the pass ended, beyond the journal.
     pub(super) fn finish(self) -> Applied {
         Applied {
@@ -462,6 +686,7 @@ impl<I: Iam> AccountApply<'_, I> {
             operation: Operation::Detach,
             covering_group: covering,
             undoes: None,
+            send_by: None,
         }
     }
 

@@ -20,6 +20,8 @@ use crate::model::{PolicyArn, UserName};
 /// What a group's proof says.
 #[derive(Debug)]
 pub(super) struct GroupProof {
+    /// The group's unique id: a group re-created under the same name is another grant.
+    group_id: String,
     /// Members by lowercased name, with their unique ids.
     members: HashMap<String, String>,
     policies: HashSet<PolicyArn>,
@@ -31,10 +33,23 @@ pub(super) struct GroupProof {
 #[derive(Clone, Debug)]
 enum Slot {
     Read(Arc<GroupProof>),
-    /// More members than it is worth reading for the users relying on it.
-    TooLarge,
+    /// More members than it is worth reading for the users relying on it (with the group's id
+    /// as its first page gave it).
+    TooLarge(String),
     /// The group does not exist (any more).
     Gone,
+}
+
+impl Slot {
+    /// The group's unique id as read (`None` when gone, or not known).
+    fn group_id(&self) -> Option<&str> {
+        match self {
+            Slot::Read(p) => Some(p.group_id.as_str()),
+            Slot::TooLarge(id) => Some(id.as_str()),
+            Slot::Gone => None,
+        }
+        .filter(|id| !id.is_empty())
+    }
 }
 
 /// Whether a finding's policy is granted to its user through a group right now.
@@ -48,6 +63,19 @@ pub(super) enum Coverage {
     UserGone,
     /// A user of that name exists, but it is another principal (deleted and re-created).
     Recreated,
+}
+
+/// How fresh a proof must be to be relied on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fresh {
+    /// Younger than `proof_max_age` (a detach about to leave).
+    Young,
+    /// Any this pass has read (whether a finding is worth an intent: the detach itself checks
+    /// the proof's age right before it leaves).
+    Cached,
+    /// Read at or after this moment (the post-check, which must read after the settle window;
+    /// a retry after a concurrent change).
+    Since(Instant),
 }
 
 /// One user's own reads, for the users proven one by one.
@@ -108,14 +136,9 @@ impl<'a, I: Iam> Proofs<'a, I> {
     }
 
     /// Whether `f`'s policy is granted to its user through one of the groups the scan saw
-    /// granting it (a grant the scan did not see is not old enough to rely on). With
-    /// `read_since`, only proofs read at or after it count (the post-check, which must read
-    /// after the settle window); else proofs younger than `proof_max_age`.
-    pub(super) async fn coverage(
-        &self,
-        f: &Finding,
-        read_since: Option<Instant>,
-    ) -> Result<Coverage, AwsError> {
+    /// granting it (a grant the scan did not see is not old enough to rely on), from proofs
+    /// as fresh as `want`.
+    pub(super) async fn coverage(&self, f: &Finding, want: Fresh) -> Result<Coverage, AwsError> {
         let first = self.preferred(&f.covering_groups);
         let ordered = first
             .into_iter()
@@ -123,7 +146,16 @@ impl<'a, I: Iam> Proofs<'a, I> {
         let mut alone: Option<Option<UserReads>> = None;
         let name = f.user_name.as_str().to_lowercase();
         for group in ordered {
-            match self.group(group, read_since).await? {
+            let slot = self.group(group, want).await?;
+            // A group deleted and re-created under the same name is not the grant the scan saw
+            // (its age is unknown): it proves nothing.
+            let seen = f.covering_group_id(group);
+            if let (Some(want), Some(now)) = (seen, slot.group_id())
+                && want != now
+            {
+                continue;
+            }
+            match slot {
                 Slot::Read(p) => {
                     if let Some(id) = p.members.get(&name) {
                         if f.user_id.as_ref().is_some_and(|want| want != id) {
@@ -137,7 +169,7 @@ impl<'a, I: Iam> Proofs<'a, I> {
                         }
                     }
                 }
-                Slot::TooLarge => {
+                Slot::TooLarge(_) => {
                     if alone.is_none() {
                         alone = Some(self.user_reads(&f.user_name).await?);
                     }
@@ -148,7 +180,7 @@ impl<'a, I: Iam> Proofs<'a, I> {
                         return Ok(Coverage::Recreated);
                     }
                     if u.groups.iter().any(|g| g.eq_ignore_ascii_case(group)) {
-                        let (read_at, policies) = self.group_policies(group, read_since).await?;
+                        let (read_at, policies) = self.group_policies(group, want).await?;
                         if policies.contains(&f.policy_arn) {
                             return Ok(Coverage::Covered {
                                 group: group.clone(),
@@ -162,7 +194,7 @@ impl<'a, I: Iam> Proofs<'a, I> {
         }
         // Not granted through any group it was: say why, and whether it is still the same user.
         if alone.is_none() {
-            alone = Some(self.user_reads_id_only(&f.user_name).await?);
+            alone = Some(self.user_reads_id_only(&f.user_name, want).await?);
         }
         Ok(match alone.flatten() {
             None => Coverage::UserGone,
@@ -174,15 +206,18 @@ impl<'a, I: Iam> Proofs<'a, I> {
     }
 
     /// Whether a read made at `at` may be relied on now.
-    fn usable(&self, at: Instant, read_since: Option<Instant>) -> bool {
-        match read_since {
-            Some(since) => at >= since,
-            None => at.elapsed() < self.max_age,
+    fn usable(&self, at: Instant, want: Fresh) -> bool {
+        match want {
+            Fresh::Young => at.elapsed() <= self.max_age,
+            Fresh::Cached => true,
+            // Strictly after: on a clock that did not move (a paused one in tests, a coarse one),
+            // a read made just before `since` must not pass for one made after.
+            Fresh::Since(since) => at > since,
         }
     }
 
     /// The group's proof: cached while usable, else read.
-    async fn group(&self, group: &str, read_since: Option<Instant>) -> Result<Slot, AwsError> {
+    async fn group(&self, group: &str, want: Fresh) -> Result<Slot, AwsError> {
         let key = group.to_lowercase();
         let slot = self
             .slots
@@ -191,29 +226,28 @@ impl<'a, I: Iam> Proofs<'a, I> {
             .entry(key.clone())
             .or_default()
             .clone();
-        let started = Instant::now();
         let mut held = slot.lock().await;
         match &*held {
-            Some(Slot::TooLarge) => return Ok(Slot::TooLarge),
-            // Another worker refreshed it while this one waited: fresh enough for both.
-            Some(Slot::Read(p)) if p.read_at >= started => return Ok(Slot::Read(p.clone())),
-            Some(Slot::Read(p)) if self.usable(p.read_at, read_since) => {
+            Some(Slot::TooLarge(id)) => return Ok(Slot::TooLarge(id.clone())),
+            // Read by this worker or another (while this one waited for it): either way only
+            // while it is young enough now.
+            Some(Slot::Read(p)) if self.usable(p.read_at, want) => {
                 return Ok(Slot::Read(p.clone()));
             }
-            Some(Slot::Gone) if read_since.is_none() => return Ok(Slot::Gone),
+            Some(Slot::Gone) if !matches!(want, Fresh::Since(_)) => return Ok(Slot::Gone),
             _ => {}
         }
         let users = self.demand.get(&key).copied().unwrap_or(1).max(1);
         let read_at = Instant::now();
-        let members = match self
+        let (group_id, members) = match self
             .iam
             .group_members(group, PER_USER_CALLS * users - 1)
             .await
         {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                *held = Some(Slot::TooLarge);
-                return Ok(Slot::TooLarge);
+            Ok((id, Some(m))) => (id, m),
+            Ok((id, None)) => {
+                *held = Some(Slot::TooLarge(id.clone()));
+                return Ok(Slot::TooLarge(id));
             }
             Err(e) if e.kind == ErrorKind::NoSuchEntity => {
                 *held = Some(Slot::Gone);
@@ -230,6 +264,7 @@ impl<'a, I: Iam> Proofs<'a, I> {
             Err(e) => return Err(e),
         };
         let proof = Arc::new(GroupProof {
+            group_id,
             members: members
                 .into_iter()
                 .map(|m| (m.name.as_str().to_lowercase(), m.user_id))
@@ -245,11 +280,11 @@ impl<'a, I: Iam> Proofs<'a, I> {
     async fn group_policies(
         &self,
         group: &str,
-        read_since: Option<Instant>,
+        want: Fresh,
     ) -> Result<(Instant, Policies), AwsError> {
         let key = group.to_lowercase();
         if let Some((at, p)) = self.policies.lock().expect("policies").get(&key)
-            && self.usable(*at, read_since)
+            && self.usable(*at, want)
         {
             return Ok((*at, p.clone()));
         }
@@ -289,11 +324,15 @@ impl<'a, I: Iam> Proofs<'a, I> {
 
     /// The user's id alone (`GetUser`, once per user while usable), or `None` if the user does
     /// not exist.
-    async fn user_reads_id_only(&self, user: &UserName) -> Result<Option<UserReads>, AwsError> {
+    async fn user_reads_id_only(
+        &self,
+        user: &UserName,
+        want: Fresh,
+    ) -> Result<Option<UserReads>, AwsError> {
         let key = user.as_str().to_lowercase();
         let known = self.users.lock().expect("users").get(&key).cloned();
         let (read_at, id) = match known {
-            Some((at, id)) if self.usable(at, None) => (at, id),
+            Some((at, id)) if self.usable(at, want) => (at, id),
             _ => {
                 let at = Instant::now();
                 let id = match self.iam.user_id(user).await {

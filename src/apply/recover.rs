@@ -28,14 +28,18 @@ impl<I: Iam> AccountApply<'_, I> {
         let refs: Vec<_> = open.iter().map(|a| &a.finding).collect();
         let pass = Pass::new(self, &refs, u64::MAX, false);
         let window = self.options.settle;
-        // A request sent before a crash is over (answered or not) by this long after its
-        // intent; after that and the window, a read that still shows the attachment is true.
+        // No attempt of a detach left after its `send_by` (its intent's time, for rows from
+        // before iamsweep wrote it), and an attempt is over, answered or not, a call timeout
+        // later; after that and the window, a read that still shows the attachment is true.
         let in_flight = self.iam.policy().call_timeout;
         for a in &open {
             let finding_id = a.finding_id;
             let (at, kind) = match a.status {
                 ActionStatus::Pending => (
-                    after(&a.intent_at, in_flight + window),
+                    after(
+                        a.send_by.as_deref().unwrap_or(&a.intent_at),
+                        in_flight + window,
+                    ),
                     DueKind::Ambiguous {
                         reason: reason::RECONCILED,
                         tries: 1,

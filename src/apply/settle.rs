@@ -13,19 +13,15 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::account::Pass;
-use super::proof::Coverage;
+use super::proof::{Coverage, Fresh};
 use super::reason;
 use crate::aws::{AwsError, ErrorKind, Iam};
+use crate::calls::{READ_TRIES, read_backoff, worth_reading_again};
 use crate::findings::Finding;
 use crate::store::{ActionStatus, Outcome, StoreError};
 
 /// How many times a re-attach that keeps failing on the network is tried in a run.
 const REATTACH_TRIES: u32 = 5;
-/// How many times a settling read (is the detached attachment gone? does a group still grant
-/// it?) that keeps failing on the network is tried in a run, each already retried by the
-/// meter: a network that fails for seconds must not leave an `unknown` row, or a re-attach,
-/// behind.
-const READ_TRIES: u32 = 5;
 /// How often a queue waiting for its next item looks whether the run is stopping.
 const STOP_POLL: Duration = Duration::from_millis(250);
 
@@ -87,7 +83,7 @@ impl Queue {
     /// `item` again as `kind`, after the backoff for its `tries`-th failure.
     fn retry(&self, item: Due, tries: u32, kind: DueKind) {
         self.push(Due {
-            at: Instant::now() + backoff(tries),
+            at: Instant::now() + read_backoff(tries),
             kind,
             ..item
         });
@@ -282,7 +278,10 @@ impl<I: Iam> Pass<'_, '_, I> {
         let DueKind::PostCheck { status, reads } = item.kind else {
             return Ok(None);
         };
-        let covered = self.proofs.coverage(&item.finding, Some(since)).await;
+        let covered = self
+            .proofs
+            .coverage(&item.finding, Fresh::Since(since))
+            .await;
         match covered {
             Ok(Coverage::Covered { .. }) => {
                 if status != ActionStatus::Detached {
@@ -334,9 +333,7 @@ impl<I: Iam> Pass<'_, '_, I> {
     /// (or throttled), fewer than [`READ_TRIES`] times, and while the run is not stopping
     /// (Ctrl-C waits no longer than the window; the next run settles what is left).
     fn read_again(&self, e: &AwsError, reads: u32) -> bool {
-        matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled)
-            && reads + 1 < READ_TRIES
-            && !self.halted()
+        worth_reading_again(e) && reads + 1 < READ_TRIES && !self.halted()
     }
 
     /// Attaches the policy back to the user: `reverting` committed first, then the call
@@ -350,12 +347,25 @@ impl<I: Iam> Pass<'_, '_, I> {
             .call(move |s| s.journal_reverting(action_id, why))
             .await?;
         let group = item.group.as_deref().unwrap_or("?");
-        let outcome = match self
-            .app
-            .iam
-            .attach_user_policy(&f.user_name, &f.policy_arn)
-            .await
-        {
+        // Only to the principal the detach was made on: a user deleted and re-created under the
+        // same name meanwhile is another one (checked right before each attach).
+        let attached = match self.app.iam.user_id(&f.user_name).await {
+            Ok(id) if f.user_id.as_ref().is_some_and(|want| *want != id) => {
+                self.warn(format!(
+                    "{}: re-created since the detach (another principal); {} was not attached to it",
+                    f.user_name, f.policy_arn
+                ));
+                return self.ended_without_user(&item, reason::USER_RECREATED).await;
+            }
+            Ok(_) => {
+                self.app
+                    .iam
+                    .attach_user_policy(&f.user_name, &f.policy_arn)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let outcome = match attached {
             Ok(receipt) => {
                 self.warn(if why == reason::POST_CHECK_UNREADABLE {
                     format!(
@@ -376,16 +386,7 @@ impl<I: Iam> Pass<'_, '_, I> {
             }
             Err(e) if e.kind == ErrorKind::NoSuchEntity => {
                 // The user was deleted meanwhile: no one is left to lose the permission.
-                let id = item.action_id;
-                self.record(
-                    id,
-                    Outcome {
-                        request_id: item.request_id.clone(),
-                        ..Outcome::because(ActionStatus::Detached, reason::USER_GONE)
-                    },
-                )
-                .await?;
-                return self.app.store.call(move |s| s.mark_checked(&[id])).await;
+                return self.ended_without_user(&item, reason::USER_GONE).await;
             }
             Err(e) => {
                 let again = matches!(e.kind, ErrorKind::Transient | ErrorKind::Throttled)
@@ -422,9 +423,21 @@ impl<I: Iam> Pass<'_, '_, I> {
     }
 }
 
-/// Backoff between in-run tries (re-attaches, settling reads): 2, 4, 8, 16 s.
-fn backoff(tries: u32) -> Duration {
-    Duration::from_secs(2u64 << tries.min(4))
+impl<I: Iam> Pass<'_, '_, I> {
+    /// A detach whose user is gone (deleted, or re-created as another principal) since: it
+    /// stays a detach iamsweep made, and there is nobody left to lose the permission.
+    async fn ended_without_user(&self, item: &Due, why: &'static str) -> Result<(), StoreError> {
+        let id = item.action_id;
+        self.record(
+            id,
+            Outcome {
+                request_id: item.request_id.clone(),
+                ..Outcome::because(ActionStatus::Detached, why)
+            },
+        )
+        .await?;
+        self.app.store.call(move |s| s.mark_checked(&[id])).await
+    }
 }
 
 /// A re-attach error with what a user can do about it (a quota names the quota).

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::{
     AttachedPolicy, AuthDetailsPage, AwsError, Connector, Decision, ErrorKind, GroupDetail,
-    GroupMember, Iam, Op, Page, PolicyInfo, Receipt, UserDetail,
+    GroupMember, GroupPage, Iam, Op, Page, PolicyInfo, Receipt, UserDetail,
 };
 use crate::config::AccountTarget;
 use crate::model::{AccountId, PolicyArn, UserName};
@@ -21,6 +21,8 @@ use crate::model::{AccountId, PolicyArn, UserName};
 pub struct FakeAccount {
     pub users: BTreeMap<String, FakeUser>,
     pub groups: BTreeMap<String, BTreeSet<String>>,
+    /// Each group's unique id (assigned when missing); a re-created group gets a new one.
+    pub group_ids: BTreeMap<String, String>,
     /// Managed policies that can no longer be attached (deprecated AWS managed policies).
     pub not_attachable: BTreeSet<String>,
 }
@@ -78,9 +80,15 @@ struct State {
     calls: HashMap<(String, Op), u64>,
     faults: Vec<Fault>,
     refuse_assume: HashMap<String, AwsError>,
+    /// Actions the policy simulator says the role may not call.
+    denied_actions: BTreeSet<String>,
     throttle_first: HashMap<(String, Op), u64>,
     /// Calls per second per account above which calls are throttled, like IAM's own limits.
     rate_limit: Option<u32>,
+    /// Every `n`th IAM call of each account is throttled, whatever the pace: another workload
+    /// draining the account's shared quota.
+    throttle_every: Option<u64>,
+    account_seq: HashMap<String, u64>,
     recent: HashMap<String, VecDeque<Instant>>,
     throttled: u64,
     request_seq: u64,
@@ -166,7 +174,7 @@ impl State {
         h.push((Instant::now(), now));
     }
 
-    /// Users added without an id get one, as IAM gives every principal one.
+    /// Users and groups added without an id get one, as IAM gives every entity one.
     fn assign_ids(&mut self, account: &str) {
         let Some(a) = self.accounts.get_mut(account) else {
             return;
@@ -174,6 +182,14 @@ impl State {
         for u in a.users.values_mut().filter(|u| u.id.is_empty()) {
             self.next_user_id += 1;
             u.id = format!("AIDAFAKE{:012}", self.next_user_id);
+        }
+        a.group_ids.retain(|g, _| a.groups.contains_key(g));
+        for g in a.groups.keys() {
+            if !a.group_ids.contains_key(g) {
+                self.next_user_id += 1;
+                a.group_ids
+                    .insert(g.clone(), format!("AGPAFAKE{:012}", self.next_user_id));
+            }
         }
     }
 }
@@ -224,6 +240,14 @@ impl FakeOrg {
             if let Some(u) = a.users.get_mut(user) {
                 u.id.clear();
             }
+        });
+    }
+
+    /// Deletes `group` and creates a new one with the same name, members and policies: a new
+    /// group (new id), whose grant is younger than the scan.
+    pub fn recreate_group(&self, account: &str, group: &str) {
+        self.with_account(account, |a| {
+            a.group_ids.remove(group);
         });
     }
 
@@ -312,6 +336,16 @@ impl FakeOrg {
         self.lock().rate_limit = per_second;
     }
 
+    /// The policy simulator answers `implicitDeny` for `action` (`iam:DetachUserPolicy`).
+    pub fn deny_action(&self, action: &str) {
+        self.lock().denied_actions.insert(action.to_owned());
+    }
+
+    /// Every `n`th IAM call of each account is throttled whatever the pace (`None`: never).
+    pub fn set_throttle_every(&self, n: Option<u64>) {
+        self.lock().throttle_every = n;
+    }
+
     /// `AssumeRole` into this account fails with `error`.
     pub fn refuse_assume(&self, account: &str, error: AwsError) {
         self.lock().refuse_assume.insert(account.to_owned(), error);
@@ -352,6 +386,11 @@ impl FakeOrg {
             after: Some(error),
             hook: None,
         });
+    }
+
+    /// Forgets every fault not yet met: AWS accepts again.
+    pub fn heal(&self) {
+        self.lock().faults.clear();
     }
 
     /// Just before the `nth` call of `op` in `account` is served, `hook` changes the state: a
@@ -410,6 +449,24 @@ impl FakeOrg {
             *n += 1;
             *n
         };
+        // The colleague's edit happens as the call arrives, whether it is then served or
+        // throttled.
+        let mut hooks = Vec::new();
+        for f in st.faults.iter_mut() {
+            if f.account == account && f.op == op && f.nth == nth {
+                hooks.extend(f.hook.take());
+            }
+        }
+        st.faults
+            .retain(|f| f.hook.is_some() || f.error.is_some() || f.after.is_some());
+        if !hooks.is_empty() {
+            let before = st.accounts.entry(account.to_owned()).or_default().clone();
+            for mut h in hooks {
+                h(st.accounts.entry(account.to_owned()).or_default());
+            }
+            st.assign_ids(account);
+            st.changed(account, before);
+        }
         if let Some(limit) = st.rate_limit {
             let now = Instant::now();
             let window = st.recent.entry(account.to_owned()).or_default();
@@ -425,6 +482,14 @@ impl FakeOrg {
             }
             window.push_back(now);
         }
+        if let Some(n) = st.throttle_every.filter(|n| *n > 0) {
+            let seq = st.account_seq.entry(account.to_owned()).or_insert(0);
+            *seq += 1;
+            if seq.is_multiple_of(n) {
+                st.throttled += 1;
+                return Err(AwsError::throttled());
+            }
+        }
         if let Some(left) = st.throttle_first.get_mut(&key)
             && *left > 0
         {
@@ -434,7 +499,6 @@ impl FakeOrg {
         }
         let mut failure = None;
         let mut lost = None;
-        let mut hooks = Vec::new();
         st.faults.retain_mut(|f| {
             if f.account == account && f.op == op && f.nth == nth {
                 if let Some(e) = f.error.take() {
@@ -443,22 +507,11 @@ impl FakeOrg {
                 if let Some(e) = f.after.take() {
                     lost = Some(e);
                 }
-                if let Some(h) = f.hook.take() {
-                    hooks.push(h);
-                }
                 false
             } else {
                 true
             }
         });
-        if !hooks.is_empty() {
-            let before = st.accounts.entry(account.to_owned()).or_default().clone();
-            for mut h in hooks {
-                h(st.accounts.entry(account.to_owned()).or_default());
-            }
-            st.assign_ids(account);
-            st.changed(account, before);
-        }
         if let Some(e) = failure {
             return Err(e);
         }
@@ -511,6 +564,7 @@ fn synthetic_page(
             let g = i - shape.users;
             page.groups.push(GroupDetail {
                 name: format!("group{g:04}"),
+                group_id: format!("AGPASYN{g:012}"),
                 attached: vec![policy(g)],
             });
         }
@@ -625,6 +679,7 @@ impl Iam for FakeIam {
                 for (name, policies) in a.groups.iter().skip(g_start).take(g_end - g_start) {
                     page.groups.push(GroupDetail {
                         name: name.clone(),
+                        group_id: a.group_ids.get(name).cloned().unwrap_or_default(),
                         attached: attached(policies),
                     });
                 }
@@ -693,13 +748,19 @@ impl Iam for FakeIam {
         &self,
         group: &str,
         marker: Option<String>,
-    ) -> Result<Page<GroupMember>, AwsError> {
+    ) -> Result<GroupPage, AwsError> {
         let account = self.account().to_owned();
         self.org
             .serve(self.account(), Op::GetGroup, |st| {
                 let size = st.page_size;
                 let a = st.read(&account);
                 group_of(&a, group)?;
+                let group_id = a
+                    .group_ids
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(group))
+                    .map(|(_, id)| id.clone())
+                    .unwrap_or_default();
                 let items: Vec<GroupMember> = a
                     .users
                     .iter()
@@ -709,7 +770,12 @@ impl Iam for FakeIam {
                         user_id: u.id.clone(),
                     })
                     .collect();
-                Ok(page_of(&items, marker, size))
+                let page = page_of(&items, marker, size);
+                Ok(GroupPage {
+                    group_id,
+                    members: page.items,
+                    next_marker: page.next_marker,
+                })
             })
             .await
     }
@@ -798,16 +864,26 @@ impl Iam for FakeIam {
         &self,
         _principal_arn: &str,
         actions: &[String],
-    ) -> Result<Vec<Decision>, AwsError> {
+        marker: Option<String>,
+    ) -> Result<Page<Decision>, AwsError> {
         self.org
-            .serve(self.account(), Op::SimulatePrincipalPolicy, |_| {
-                Ok(actions
-                    .iter()
-                    .map(|a| Decision {
-                        action: a.clone(),
-                        decision: "allowed".into(),
-                    })
-                    .collect())
+            .serve(self.account(), Op::SimulatePrincipalPolicy, |st| {
+                let start: usize = marker.and_then(|m| m.parse().ok()).unwrap_or(0);
+                let end = (start + st.page_size).min(actions.len());
+                Ok(Page {
+                    items: actions[start.min(end)..end]
+                        .iter()
+                        .map(|a| Decision {
+                            action: a.clone(),
+                            decision: if st.denied_actions.contains(a) {
+                                "implicitDeny".into()
+                            } else {
+                                "allowed".into()
+                            },
+                        })
+                        .collect(),
+                    next_marker: (end < actions.len()).then(|| end.to_string()),
+                })
             })
             .await
     }

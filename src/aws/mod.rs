@@ -10,6 +10,7 @@ use crate::config::AccountTarget;
 use crate::model::{PolicyArn, UserName};
 
 pub mod fake;
+mod http;
 pub mod sdk;
 
 /// Every AWS operation iamsweep calls. The names are the API's own (as IAM policies and
@@ -203,6 +204,9 @@ pub struct UserDetail {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupDetail {
     pub name: String,
+    /// IAM's unique id of the group (`AGPA...`): a group deleted and re-created under the same
+    /// name gets a new one.
+    pub group_id: String,
     pub attached: Vec<AttachedPolicy>,
 }
 
@@ -219,6 +223,14 @@ pub struct AuthDetailsPage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    pub next_marker: Option<String>,
+}
+
+/// One page of `GetGroup`: the group's unique id and some of its members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupPage {
+    pub group_id: String,
+    pub members: Vec<GroupMember>,
     pub next_marker: Option<String>,
 }
 
@@ -320,12 +332,12 @@ pub trait Iam: Send + Sync + 'static {
         marker: Option<String>,
     ) -> impl Future<Output = Result<Page<PolicyArn>, AwsError>> + Send;
 
-    /// One page of a group's members (`GetGroup`).
+    /// One page of a group's members, with the group's id (`GetGroup`).
     fn group_members(
         &self,
         group: &str,
         marker: Option<String>,
-    ) -> impl Future<Output = Result<Page<GroupMember>, AwsError>> + Send;
+    ) -> impl Future<Output = Result<GroupPage, AwsError>> + Send;
 
     /// `GetPolicy`.
     fn policy(
@@ -348,10 +360,12 @@ pub trait Iam: Send + Sync + 'static {
         policy: &PolicyArn,
     ) -> impl Future<Output = Result<Receipt, AwsError>> + Send;
 
-    /// Whether `principal_arn`'s policies allow `actions` (changes nothing).
+    /// Whether `principal_arn`'s policies allow `actions` (changes nothing): one page of the
+    /// simulator's results, from `marker`.
     fn simulate(
         &self,
         principal_arn: &str,
         actions: &[String],
-    ) -> impl Future<Output = Result<Vec<Decision>, AwsError>> + Send;
+        marker: Option<String>,
+    ) -> impl Future<Output = Result<Page<Decision>, AwsError>> + Send;
 }

@@ -28,7 +28,8 @@ use aws_types::service_config::ServiceConfigKey;
 
 use super::{
     AttachedPolicy, AuthDetailsPage, AwsError, Connector, Decision, ErrorKind, GroupDetail,
-    GroupMember, Iam, Op, OrgAccount, OrgReader, OrgUnit, Page, PolicyInfo, Receipt, UserDetail,
+    GroupMember, GroupPage, Iam, Op, OrgAccount, OrgReader, OrgUnit, Page, PolicyInfo, Receipt,
+    UserDetail,
 };
 use crate::config::{Access, AccountTarget, OrgSpec};
 use crate::model::{Partition, PolicyArn, UserName};
@@ -241,10 +242,20 @@ fn configured_region(base: &SdkConfig, service: Service) -> Option<String> {
         })
 }
 
-/// The region a client of `service` is built with. Without a configured endpoint, the
-/// partition's home region: the SDK then resolves the service's own endpoint in the right
-/// partition. With one (a VPC endpoint, a proxy), requests are signed for the region the user
-/// configured, as the SDK does for any custom endpoint, if that region is in the partition.
+/// The retries of every client iamsweep builds: none in the SDK (one HTTP attempt per call), so
+/// that every attempt is paced, counted and decided by the meter (`src/calls.rs`).
+fn one_attempt() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS)
+}
+
+/// The region a client of `service` is built with, which is also the region its requests are
+/// signed for when an endpoint is configured (the SDK signs a custom endpoint's requests for
+/// the client's region). IAM and Organizations are global: AWS accepts only the partition's
+/// home region in their credential scope, whichever endpoint a request goes through (a VPC
+/// endpoint, `iam-fips`, a proxy in front of AWS), so they always take it. STS is regional:
+/// without a configured endpoint it takes the partition's home region (the SDK then resolves
+/// STS's own endpoint in the right partition); with one, the region the user configured, if it
+/// is in the partition (a regional or VPC endpoint of STS signs for its own region).
 fn client_region(
     base: &SdkConfig,
     service: Service,
@@ -252,6 +263,9 @@ fn client_region(
     endpoint_flag: bool,
 ) -> Region {
     let home = service.home_region(partition);
+    if matches!(service, Service::Iam | Service::Organizations) {
+        return Region::new(home);
+    }
     let overridden = (endpoint_flag && service != Service::CredentialChain)
         || configured_endpoint(base, service).is_some();
     let region = configured_region(base, service)
@@ -330,9 +344,12 @@ impl SdkConnector {
             check_endpoint(url).map_err(|e| SetupError(format!("--endpoint-url: {e}")))?;
         }
         let loader = |region: Region| {
+            // No retry setting here: the loader hands it to the credential chain's own clients
+            // (a profile's role chain, SSO, web identity, `aws login`), which keep the SDK's
+            // retries; the clients iamsweep builds make one attempt each (see `one_attempt`).
             let mut loader = defaults()
                 .region(region)
-                .retry_config(RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS))
+                .http_client(super::http::client())
                 .timeout_config(timeouts(settings.call_timeout));
             if let Some(profile) = &settings.profile {
                 loader = loader.profile_name(profile);
@@ -465,8 +482,9 @@ impl SdkConnector {
 
     /// STS for the partition: AssumeRole into each account, GetCallerIdentity.
     fn sts_conf(&self) -> aws_sdk_sts::config::Builder {
-        let mut conf =
-            aws_sdk_sts::config::Builder::from(&self.base).region(self.sts_region.clone());
+        let mut conf = aws_sdk_sts::config::Builder::from(&self.base)
+            .region(self.sts_region.clone())
+            .retry_config(one_attempt());
         if let Some(url) = &self.endpoint_url {
             conf = conf.endpoint_url(url);
         }
@@ -485,6 +503,7 @@ impl SdkConnector {
     ) -> aws_sdk_iam::config::Builder {
         let mut conf = aws_sdk_iam::config::Builder::from(&self.base)
             .region(self.iam_region.clone())
+            .retry_config(one_attempt())
             .credentials_provider(credentials)
             // Each account gets its own retry budget: one throttled account must not drain
             // the retries of all the others.
@@ -503,6 +522,7 @@ impl SdkConnector {
     fn organizations_conf(&self) -> aws_sdk_organizations::config::Builder {
         let mut conf = aws_sdk_organizations::config::Builder::from(&self.base)
             .region(self.organizations_region.clone())
+            .retry_config(one_attempt())
             .identity_cache(IdentityCache::lazy().build());
         if let Some(url) = &self.endpoint_url {
             conf = conf.endpoint_url(url);
@@ -732,6 +752,7 @@ impl Iam for SdkIam {
             .filter_map(|g| {
                 Some(GroupDetail {
                     name: g.group_name()?.to_owned(),
+                    group_id: g.group_id().unwrap_or_default().to_owned(),
                     attached: attached(g.attached_managed_policies()),
                 })
             })
@@ -817,7 +838,7 @@ impl Iam for SdkIam {
         &self,
         group: &str,
         marker: Option<String>,
-    ) -> Result<Page<GroupMember>, AwsError> {
+    ) -> Result<GroupPage, AwsError> {
         let out = self
             .client
             .get_group()
@@ -827,8 +848,12 @@ impl Iam for SdkIam {
             .send()
             .await
             .map_err(|e| map_sdk_error(Op::GetGroup, e))?;
-        Ok(Page {
-            items: out
+        Ok(GroupPage {
+            group_id: out
+                .group()
+                .map(|g| g.group_id().to_owned())
+                .unwrap_or_default(),
+            members: out
                 .users()
                 .iter()
                 .map(|u| GroupMember {
@@ -907,23 +932,29 @@ impl Iam for SdkIam {
         &self,
         principal_arn: &str,
         actions: &[String],
-    ) -> Result<Vec<Decision>, AwsError> {
+        marker: Option<String>,
+    ) -> Result<Page<Decision>, AwsError> {
         let out = self
             .client
             .simulate_principal_policy()
             .policy_source_arn(principal_arn)
             .set_action_names(Some(actions.to_vec()))
+            .max_items(1000)
+            .set_marker(marker)
             .send()
             .await
             .map_err(|e| map_sdk_error(Op::SimulatePrincipalPolicy, e))?;
-        Ok(out
-            .evaluation_results()
-            .iter()
-            .map(|r| Decision {
-                action: r.eval_action_name().to_owned(),
-                decision: r.eval_decision().as_str().to_owned(),
-            })
-            .collect())
+        Ok(Page {
+            items: out
+                .evaluation_results()
+                .iter()
+                .map(|r| Decision {
+                    action: r.eval_action_name().to_owned(),
+                    decision: r.eval_decision().as_str().to_owned(),
+                })
+                .collect(),
+            next_marker: next(out.is_truncated(), out.marker()),
+        })
     }
 }
 
@@ -1302,6 +1333,76 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_credential_chain_keeps_the_sdks_retries_and_our_clients_make_one_attempt() {
+        // The loader's retry setting reaches the chain's own clients (a profile's role chain,
+        // SSO, web identity): one throttled `GetRoleCredentials` at a refresh must be retried
+        // there, as the SDK does, not stop the run.
+        let c = connector(&settings(Partition::Aws, None), &[], "")
+            .await
+            .unwrap();
+        let chain = c.base.retry_config().expect("retry config");
+        assert!(chain.max_attempts() >= 3, "{chain:?}");
+        let creds = SharedCredentialsProvider::new(Credentials::for_tests());
+        let ours = [
+            c.sts_conf()
+                .build()
+                .retry_config()
+                .map(|r| r.max_attempts()),
+            c.iam_conf("111111111111", creds)
+                .build()
+                .retry_config()
+                .map(|r| r.max_attempts()),
+            c.organizations_conf()
+                .build()
+                .retry_config()
+                .map(|r| r.max_attempts()),
+        ];
+        assert_eq!(ours, [Some(1), Some(1), Some(1)]);
+    }
+
+    #[tokio::test]
+    async fn global_services_sign_for_their_home_region_through_any_endpoint() {
+        // A user in us-west-2 sends IAM and Organizations through a proxy (or `iam-fips`, a VPC
+        // endpoint): AWS accepts only `iam/us-east-1` in their credential scope and answers
+        // anything else `SignatureDoesNotMatch`. STS, regional, signs for the user's region.
+        let iam = "https://iam-fips.amazonaws.com";
+        let orgs = "https://orgs-proxy.example.test";
+        let c = connector(
+            &settings(Partition::Aws, None),
+            &[
+                ("AWS_REGION", "us-west-2"),
+                ("AWS_ENDPOINT_URL_IAM", iam),
+                ("AWS_ENDPOINT_URL_ORGANIZATIONS", orgs),
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+        let found = endpoints(&c).await;
+        assert_eq!(found[2], (iam.to_owned(), "us-east-1".to_owned()));
+        assert_eq!(found[3], (orgs.to_owned(), "us-east-1".to_owned()));
+        // And with --endpoint-url: every client but the chain's through it; STS signs for
+        // us-west-2, IAM and Organizations for us-east-1.
+        let proxy = "https://proxy.example.test";
+        let c = connector(
+            &settings(Partition::Aws, Some(proxy)),
+            &[("AWS_REGION", "us-west-2")],
+            "",
+        )
+        .await
+        .unwrap();
+        let found = endpoints(&c).await;
+        assert_eq!(
+            found[1..],
+            pairs(&[
+                (proxy, "us-west-2"),
+                (proxy, "us-east-1"),
+                (proxy, "us-east-1")
+            ])[..]
+        );
+    }
+
+    #[tokio::test]
     async fn endpoint_url_flag_takes_every_client_but_the_credential_chain() {
         let proxy = "https://proxy.example.test:8443";
         let c = connector(
@@ -1319,8 +1420,11 @@ mod tests {
             pairs(&[
                 // The SDK builds the chain's STS client itself, from the environment only.
                 ("https://sts.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+                // STS is regional: the configured region. IAM and Organizations are global:
+                // their partition's home region, whatever the endpoint (AWS refuses any other
+                // credential scope).
                 (proxy, "cn-northwest-1"),
-                (proxy, "cn-northwest-1"),
+                (proxy, "cn-north-1"),
                 (proxy, "cn-northwest-1"),
             ])
         );

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{csv, json};
 use crate::config::{Access, AccountTarget};
 use crate::model::Partition;
-use crate::store::RollbackItem;
+use crate::store::{DetachState, RollbackItem};
 
 /// `rollback ID --format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -48,6 +48,7 @@ pub fn rollback(
                 "detached_at",
                 "request_id",
                 "role_arn",
+                "state",
             ];
             let cells: Vec<Vec<String>> = items
                 .iter()
@@ -62,6 +63,7 @@ pub fn rollback(
                         i.detached_at.clone().unwrap_or_default(),
                         i.request_id.clone().unwrap_or_default(),
                         i.role_arn.clone().unwrap_or_default(),
+                        i.state.as_str().to_owned(),
                     ]
                 })
                 .collect();
@@ -147,6 +149,21 @@ check() {\n  n=$(aws iam list-attached-user-policies --user-name \"$1\" --region
             }
         }
         for i in &mine {
+            match i.state {
+                DetachState::Detached => {}
+                DetachState::ReattachFailed => {
+                    let _ = writeln!(
+                        out,
+                        "  # the post-check found the group's grant gone and could not re-attach: the user lacks it now"
+                    );
+                }
+                DetachState::Reverting => {
+                    let _ = writeln!(
+                        out,
+                        "  # the post-check found the group's grant gone; its re-attach was under way (not settled)"
+                    );
+                }
+            }
             let _ = writeln!(
                 out,
                 "  aws iam attach-user-policy --user-name {} --policy-arn {} --region {region}",
@@ -193,6 +210,7 @@ mod tests {
             request_id: Some(format!("req-{id}")),
             role_arn: None,
             user_id: None,
+            state: DetachState::Detached,
         }
     }
 

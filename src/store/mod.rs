@@ -26,6 +26,11 @@ use crate::model::{AccountId, PolicyArn, UserName};
 /// post-check never ran, or a re-attach was begun or failed.
 const OPEN_DETACH: &str = "(x.status IN ('pending', 'unknown', 'reverting')
       OR (x.status = 'detached' AND x.checked_at IS NULL)
+      OR (x.status = 'failed' AND x.reason = 'reattach_failed' AND x.rolled_back_by IS NULL))";
+
+/// A detach iamsweep made, whatever happened after: done, its post-check's re-attach under way,
+/// or that re-attach failed (the user lacks the policy now). What a rollback undoes.
+const MADE_DETACH: &str = "(x.status IN ('detached', 'reverting')
       OR (x.status = 'failed' AND x.reason = 'reattach_failed'))";
 
 /// `PRAGMA application_id` of an iamsweep database ("iams").
@@ -37,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_history_views.sql"),
     include_str!("../../migrations/0003_truthful_journal.sql"),
     include_str!("../../migrations/0004_drift.sql"),
+    include_str!("../../migrations/0005_send_bounds.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +73,12 @@ pub enum StoreError {
 
 /// The current time as stored: UTC RFC 3339 with milliseconds.
 pub fn now() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    stamp(SystemTime::now())
+}
+
+/// A time as stored: UTC RFC 3339 with milliseconds.
+pub fn stamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 pub struct Store {
@@ -305,8 +316,9 @@ impl Store {
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO findings (run_id, account_id, user_name, user_arn, policy_arn,
-                                       policy_name, kind, covering_groups, user_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                       policy_name, kind, covering_groups, user_id,
+                                       covering_group_ids)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             for f in &scan.findings {
                 stmt.execute(params![
@@ -319,6 +331,9 @@ impl Store {
                     f.kind.as_str(),
                     serde_json::to_string(&f.covering_groups).expect("names serialize"),
                     f.user_id,
+                    (!f.covering_group_ids.is_empty()).then(|| {
+                        serde_json::to_string(&f.covering_group_ids).expect("ids serialize")
+                    }),
                 ])?;
             }
         }
@@ -386,7 +401,7 @@ impl Store {
     ) -> Result<Vec<(i64, Finding)>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT f.id, f.user_name, f.user_arn, f.policy_arn, f.policy_name, f.kind,
-                    f.covering_groups, f.user_id
+                    f.covering_groups, f.user_id, f.covering_group_ids
              FROM findings f
              LEFT JOIN actions x ON x.id = (SELECT max(y.id) FROM actions y
                                             WHERE y.finding_id = f.id AND y.run_id = ?2)
@@ -423,8 +438,8 @@ impl Store {
     fn insert_intent(&mut self, intent: &Intent) -> Result<i64, StoreError> {
         self.conn.execute(
             "INSERT INTO actions (run_id, finding_id, account_id, user_name, policy_arn, operation,
-                                  status, covering_group, intent_at, undoes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9)",
+                                  status, covering_group, intent_at, undoes, send_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?10)",
             params![
                 intent.run_id,
                 intent.finding_id,
@@ -434,10 +449,27 @@ impl Store {
                 intent.operation.as_str(),
                 intent.covering_group,
                 now(),
-                intent.undoes
+                intent.undoes,
+                intent.send_by.map(stamp),
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Commits, durably, that no attempt of the pending write `action_id` will be sent after
+    /// `send_by`: called before an attempt that would leave after the bound written so far.
+    pub fn extend_send_by(
+        &mut self,
+        action_id: i64,
+        send_by: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.durably(|s| {
+            s.conn.execute(
+                "UPDATE actions SET send_by = ?2 WHERE id = ?1",
+                params![action_id, stamp(send_by)],
+            )?;
+            Ok(())
+        })
     }
 
     /// Commits, durably, that the post-check is about to re-attach a detached policy
@@ -567,7 +599,8 @@ impl Store {
                             WHERE x.run_id = a.run_id AND x.account_id = a.account_id
                               AND x.id = (SELECT max(y.id) FROM actions y
                                           WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)
-                              AND (x.status IN ('pending', 'failed', 'interrupted')
+                              AND (x.status IN ('pending', 'unknown', 'reverting', 'failed',
+                                                 'interrupted')
                                    OR (x.status = 'detached' AND x.checked_at IS NULL)))
              FROM run_accounts a
              JOIN runs r ON r.id = a.run_id
@@ -640,7 +673,7 @@ impl Store {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT x.id, x.status, x.covering_group, x.request_id, x.intent_at, x.finished_at,
                     f.user_name, f.user_arn, f.policy_arn, f.policy_name, f.kind, f.covering_groups,
-                    f.user_id, x.finding_id, x.reason
+                    f.user_id, f.covering_group_ids, x.finding_id, x.reason, x.send_by
              FROM actions x JOIN findings f ON f.id = x.finding_id
              WHERE x.run_id = ?1 AND x.account_id = ?2 AND x.operation = 'detach'
                AND x.id = (SELECT max(y.id) FROM actions y
@@ -652,7 +685,7 @@ impl Store {
             let status: String = r.get(1)?;
             Ok(OpenAction {
                 action_id: r.get(0)?,
-                finding_id: r.get(13)?,
+                finding_id: r.get(14)?,
                 status: match status.as_str() {
                     "pending" => ActionStatus::Pending,
                     "unknown" => ActionStatus::Unknown,
@@ -664,11 +697,29 @@ impl Store {
                 request_id: r.get(3)?,
                 intent_at: r.get(4)?,
                 finished_at: r.get(5)?,
-                reason: r.get(14)?,
+                reason: r.get(15)?,
+                send_by: r.get(16)?,
                 finding: finding_at(r, 6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many of run `run_id`'s journal rows are still open: a detach that needs settling
+    /// (see [`OpenAction`]) or an attach intent without outcome.
+    pub fn open_rows(&self, run_id: i64) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            &format!(
+                "SELECT count(*) FROM actions x
+                 WHERE x.run_id = ?1
+                   AND ((x.operation = 'attach' AND x.status = 'pending')
+                        OR (x.operation = 'detach' AND {OPEN_DETACH}
+                            AND x.id = (SELECT max(y.id) FROM actions y
+                                        WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)))"
+            ),
+            params![run_id],
+            |r| r.get(0),
+        )?)
     }
 
     /// Accounts of runs other than `except` whose journal has open rows (see
@@ -791,16 +842,16 @@ impl Store {
         run_id: i64,
         account: Option<&AccountId>,
     ) -> Result<Vec<RollbackItem>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT x.account_id, a.account_name, x.user_name, x.policy_arn, x.id, x.run_id,
-                    x.finding_id, x.finished_at, x.request_id, a.role_arn, f.user_id
+                    x.finding_id, x.finished_at, x.request_id, a.role_arn, f.user_id, x.status
              FROM actions x
              JOIN run_accounts a ON a.run_id = x.run_id AND a.account_id = x.account_id
              LEFT JOIN findings f ON f.id = x.finding_id
-             WHERE x.run_id = ?1 AND x.operation = 'detach' AND x.status = 'detached'
+             WHERE x.run_id = ?1 AND x.operation = 'detach' AND {MADE_DETACH}
                AND x.rolled_back_by IS NULL AND (?2 IS NULL OR x.account_id = ?2)
-             ORDER BY a.position, x.user_name, x.policy_arn",
-        )?;
+             ORDER BY a.position, x.user_name, x.policy_arn"
+        ))?;
         let rows = stmt.query_map(params![run_id, account.map(AccountId::as_str)], |r| {
             let arn: String = r.get(3)?;
             Ok(RollbackItem {
@@ -816,6 +867,11 @@ impl Store {
                 request_id: r.get(8)?,
                 role_arn: r.get(9)?,
                 user_id: r.get(10)?,
+                state: match r.get::<_, String>(11)?.as_str() {
+                    "detached" => DetachState::Detached,
+                    "reverting" => DetachState::Reverting,
+                    _ => DetachState::ReattachFailed,
+                },
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -841,15 +897,18 @@ impl Store {
         account: &AccountId,
     ) -> Result<Vec<OpenAttach>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, user_name, policy_arn FROM actions
-             WHERE run_id = ?1 AND account_id = ?2 AND operation = 'attach' AND status = 'pending'
-             ORDER BY id",
+            "SELECT x.id, x.user_name, x.policy_arn, f.user_id FROM actions x
+             LEFT JOIN findings f ON f.id = x.finding_id
+             WHERE x.run_id = ?1 AND x.account_id = ?2 AND x.operation = 'attach'
+               AND x.status = 'pending'
+             ORDER BY x.id",
         )?;
         let rows = stmt.query_map(params![run_id, account.as_str()], |r| {
             Ok(OpenAttach {
                 action_id: r.get(0)?,
                 user: UserName::new(r.get::<_, String>(1)?),
                 policy: PolicyArn::new(r.get::<_, String>(2)?),
+                user_id: r.get(3)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -1086,11 +1145,12 @@ fn parse_target(run_id: i64, json: &str) -> Result<AccountTarget, StoreError> {
     })
 }
 
-/// A finding from seven consecutive columns, starting at `at`: user_name, user_arn,
-/// policy_arn, policy_name, kind, covering_groups, user_id.
+/// A finding from eight consecutive columns, starting at `at`: user_name, user_arn,
+/// policy_arn, policy_name, kind, covering_groups, user_id, covering_group_ids.
 fn finding_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Finding> {
     let kind: String = r.get(at + 4)?;
     let groups: String = r.get(at + 5)?;
+    let group_ids: Option<String> = r.get(at + 7)?;
     Ok(Finding {
         user_name: UserName::new(r.get::<_, String>(at)?),
         user_id: r.get(at + 6)?,
@@ -1099,6 +1159,9 @@ fn finding_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Finding> {
         policy_name: r.get(at + 3)?,
         kind: FindingKind::parse(&kind).unwrap_or(FindingKind::RedundantDirect),
         covering_groups: serde_json::from_str(&groups).unwrap_or_default(),
+        covering_group_ids: group_ids
+            .and_then(|ids| serde_json::from_str(&ids).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -1205,7 +1268,7 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(
-            err.contains("newer iamsweep (schema version 99; this one knows up to 4)"),
+            err.contains("newer iamsweep (schema version 99; this one knows up to 5)"),
             "{err}"
         );
     }

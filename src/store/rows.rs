@@ -68,6 +68,8 @@ pub struct Intent {
     pub covering_group: Option<String>,
     /// For a rollback's attach: the detach action it undoes.
     pub undoes: Option<i64>,
+    /// For a detach: no attempt of it is sent after this (see `actions.send_by`).
+    pub send_by: Option<std::time::SystemTime>,
 }
 
 /// How a journaled action ended.
@@ -297,6 +299,9 @@ pub struct OpenAction {
     pub finished_at: Option<String>,
     /// Why the row is as it is (a `reverting` row: why it is being re-attached).
     pub reason: Option<String>,
+    /// No attempt of a pending detach was sent after this (rows from before schema version 5:
+    /// `None`, bounded by `intent_at`).
+    pub send_by: Option<String>,
 }
 
 /// An account of an earlier run whose journal still has open rows.
@@ -328,6 +333,33 @@ pub struct RollbackItem {
     /// principal of the same name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// What became of the detach: done, or its post-check found the grant gone and the
+    /// re-attach is under way or failed (the user lacks the policy now).
+    pub state: DetachState,
+}
+
+/// A detach iamsweep made, as a rollback item says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetachState {
+    /// Detached; a group still granted the policy at its post-check (or it is not checked yet).
+    Detached,
+    /// The post-check found the covering grant gone; its re-attach was begun and its outcome
+    /// is not known yet (the next run that changes AWS settles it).
+    Reverting,
+    /// The post-check found the covering grant gone and re-attaching failed: the user lacks the
+    /// policy now.
+    ReattachFailed,
+}
+
+impl DetachState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Detached => "detached",
+            Self::Reverting => "reverting",
+            Self::ReattachFailed => "reattach_failed",
+        }
+    }
 }
 
 /// One action as `history` shows it.
@@ -367,4 +399,6 @@ pub struct OpenAttach {
     pub action_id: i64,
     pub user: crate::model::UserName,
     pub policy: crate::model::PolicyArn,
+    /// The unique id of the user the detach was made on, when the scan saw it.
+    pub user_id: Option<String>,
 }

@@ -528,6 +528,18 @@ impl FakeRig {
         self.dir.path().join("audit.db")
     }
 
+    /// Another engine on the same fake and database: the next process after a crash.
+    pub fn next_process(&self) -> Engine<FakeOrg> {
+        Engine {
+            connector: self.org.clone(),
+            store: self.engine.store.clone(),
+            reporter: self.recorder.clone(),
+            options: self.engine.options.clone(),
+            cancel: iamsweep::cancel::Cancel::new(),
+            caller: None,
+        }
+    }
+
     /// A query's single value, read through a second connection as a user would.
     pub fn sql<T: rusqlite::types::FromSql>(&self, query: &str) -> T {
         let conn = rusqlite::Connection::open(self.db()).expect("open db");
