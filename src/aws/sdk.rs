@@ -685,11 +685,54 @@ impl ProvideCredentials for AssumedRole {
                     return Ok(c);
                 }
             }
-            self.assume()
-                .await
-                .map_err(CredentialsError::provider_error)
+            self.assume().await.map_err(|source| {
+                CredentialsError::provider_error(RoleRefreshError {
+                    role_arn: self.role_arn.clone(),
+                    source,
+                })
+            })
         })
     }
+}
+
+/// An account's role could not be assumed again when its session neared expiry (inside one of
+/// that account's calls). Found in the call's error chain by its type, so that it fails that
+/// account with the real code (`AccessDenied`: the trust policy changed; `Throttling`: retried)
+/// instead of passing for missing base credentials, which stop every account.
+#[derive(Debug)]
+struct RoleRefreshError {
+    role_arn: String,
+    source: AwsError,
+}
+
+impl std::fmt::Display for RoleRefreshError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refreshing the session of {}: {}",
+            self.role_arn, self.source
+        )
+    }
+}
+
+impl std::error::Error for RoleRefreshError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// The first error of type `T` in `err`'s chain of sources.
+fn find_in_chain<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// IAM inside one account.
@@ -1093,6 +1136,25 @@ fn map_sdk_error<E>(op: Op, err: SdkError<E, aws_smithy_runtime_api::http::Respo
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    if let Some(r) = find_in_chain::<RoleRefreshError>(&err) {
+        // The account's own role, not the base credentials: that account's error, with its
+        // real kind and code (base credentials that failed under it stay `Credentials`).
+        return AwsError {
+            message: format!("{op}: {r}"),
+            ..r.source.clone()
+        };
+    }
+    if find_in_chain::<CredentialsError>(&err).is_some() {
+        // Any other provider: the base credentials' chain.
+        return AwsError::new(
+            ErrorKind::Credentials,
+            "NoCredentials",
+            format!(
+                "{op}: no usable base credentials ({}); set AWS_PROFILE, run `aws sso login`, or pass --profile",
+                chain(&err)
+            ),
+        );
+    }
     let request_id = err.request_id().map(str::to_owned);
     let (kind, code, message) = match &err {
         SdkError::ServiceError(service) => {
@@ -1330,6 +1392,44 @@ mod tests {
         .unwrap();
         let sts = (vpce, "us-gov-west-1");
         assert_eq!(endpoints(&c).await, pairs(&[sts, sts, iam, orgs]));
+    }
+
+    #[test]
+    fn a_role_that_cannot_be_assumed_again_fails_its_account_not_the_run() {
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        let refresh = |source: AwsError| {
+            let e = CredentialsError::provider_error(RoleRefreshError {
+                role_arn: "arn:aws:iam::222222222222:role/IamSweepRole".into(),
+                source,
+            });
+            let err: SdkError<aws_sdk_iam::operation::get_group::GetGroupError, _> =
+                SdkError::dispatch_failure(ConnectorError::other(Box::new(e), None));
+            map_sdk_error(Op::GetGroup, err)
+        };
+        // The trust policy changed: that account is refused, with the real code.
+        let e = refresh(AwsError::new(
+            ErrorKind::AccessDenied,
+            "AccessDenied",
+            "not authorized to perform sts:AssumeRole",
+        ));
+        assert_eq!(
+            (e.kind, e.code.as_str()),
+            (ErrorKind::AccessDenied, "AccessDenied")
+        );
+        assert!(e.message.contains("222222222222"), "{}", e.message);
+        // STS throttled the refresh: the call did nothing and is retried.
+        let e = refresh(AwsError::throttled());
+        assert_eq!(e.kind, ErrorKind::Throttled);
+        // Any other credentials error is still the base credentials': the run stops.
+        let other: SdkError<aws_sdk_iam::operation::get_group::GetGroupError, _> =
+            SdkError::dispatch_failure(ConnectorError::other(
+                Box::new(CredentialsError::not_loaded("no profile")),
+                None,
+            ));
+        assert_eq!(
+            map_sdk_error(Op::GetGroup, other).kind,
+            ErrorKind::Credentials
+        );
     }
 
     #[tokio::test]
