@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::{FakeRig, accounts_toml, block_on, block_on_paused};
 use iamsweep::aws::{AwsError, ErrorKind, Op};
 use iamsweep::model::{AccountId, PolicyArn, UserName};
-use iamsweep::store::{ActionStatus, Intent, Operation, Outcome, RunKind, RunStatus};
+use iamsweep::store::{
+    ActionStatus, Intent, Operation, Outcome, RunKind, RunStatus, Store, StoreError,
+};
 
 const A: &str = "111111111111";
 const P1: &str = "arn:aws:iam::111111111111:policy/Deploy";
@@ -131,13 +133,15 @@ fn a_crashed_rollback_attach_is_not_sent_to_a_user_recreated_under_the_same_name
     );
 }
 
-#[test]
-fn a_crashed_reattach_is_not_sent_to_a_user_recreated_under_the_same_name() {
-    let rig = alice_rig();
+/// A scan, then an apply run of it that committed alice's detach intent; `then` writes what
+/// the process did after, as it left it (given the run and the intent's id). Returns the run.
+fn apply_with_alices_intent(
+    rig: &FakeRig,
+    then: impl FnOnce(&mut Store, i64, i64) -> Result<(), StoreError> + Send + 'static,
+) -> i64 {
     let scan = block_on(rig.engine.scan(&rig.file)).unwrap().run_id;
-    // An apply died in the middle of re-attaching: the post-check had found the grant gone.
     let (file, targets) = (rig.file.clone(), rig.file.accounts.clone());
-    let run = block_on(rig.engine.store.call(move |s| {
+    block_on(rig.engine.store.call(move |s| {
         let run = s.create_run(RunKind::Apply, Some(scan), &file, &targets, "{}")?;
         let (fid, f) = s
             .findings_to_apply(scan, run, &AccountId::parse(A).unwrap())?
@@ -153,12 +157,22 @@ fn a_crashed_reattach_is_not_sent_to_a_user_recreated_under_the_same_name() {
             undoes: None,
             send_by: None,
         })?;
+        then(s, run, id)?;
+        Ok(run)
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_crashed_reattach_is_not_sent_to_a_user_recreated_under_the_same_name() {
+    let rig = alice_rig();
+    // An apply died in the middle of re-attaching: the post-check had found the grant gone.
+    let run = apply_with_alices_intent(&rig, |s, _, id| {
         s.journal_outcome(id, &Outcome::new(ActionStatus::Detached))?;
         s.journal_reverting(id, "covering_grant_vanished")?;
         s.interrupt_stale_runs()?;
-        Ok(run)
-    }))
-    .unwrap();
+        Ok(())
+    });
     rig.org.with_account(A, |a| {
         a.users.get_mut("alice").unwrap().attached.remove(P1);
         a.groups.get_mut("ops").unwrap().remove(P1);
@@ -181,29 +195,10 @@ fn a_crashed_reattach_is_not_sent_to_a_user_recreated_under_the_same_name() {
 /// An apply of a scan whose one detach (alice's) took effect but whose answer was lost and
 /// could not be read back: `unknown` / `ambiguous`, and the run ended completed_with_errors.
 fn apply_left_unknown(rig: &FakeRig) -> i64 {
-    let scan = block_on(rig.engine.scan(&rig.file)).unwrap().run_id;
-    let (file, targets) = (rig.file.clone(), rig.file.accounts.clone());
-    let run = block_on(rig.engine.store.call(move |s| {
-        let run = s.create_run(RunKind::Apply, Some(scan), &file, &targets, "{}")?;
-        let (fid, f) = s
-            .findings_to_apply(scan, run, &AccountId::parse(A).unwrap())?
-            .remove(0);
-        let id = s.journal_intent(&Intent {
-            run_id: run,
-            finding_id: Some(fid),
-            account: AccountId::parse(A).unwrap(),
-            user: f.user_name.clone(),
-            policy: f.policy_arn.clone(),
-            operation: Operation::Detach,
-            covering_group: Some("ops".into()),
-            undoes: None,
-            send_by: None,
-        })?;
+    let run = apply_with_alices_intent(rig, |s, run, id| {
         s.journal_outcome(id, &Outcome::because(ActionStatus::Unknown, "ambiguous"))?;
-        s.finish_run(run, RunStatus::CompletedWithErrors)?;
-        Ok(run)
-    }))
-    .unwrap();
+        s.finish_run(run, RunStatus::CompletedWithErrors)
+    });
     rig.org.with_account(A, |a| {
         a.users.get_mut("alice").unwrap().attached.remove(P1);
     });
