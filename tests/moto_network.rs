@@ -91,8 +91,13 @@ fn assert_calls_match(w: &Workdir, run: i64, proxy: &Proxy) {
         })
         .collect();
     let mut seen = proxy.received();
-    // The one check of the base credentials at start is the process's, not an account's.
+    // The checks at start (the base credentials, IAM's acceptance of the signature through the
+    // configured endpoint) are the process's, not an account's.
     assert_eq!(seen.remove("GetCallerIdentity"), Some(1));
+    let users = seen.remove("GetUser").expect("the start check's GetUser") - 1;
+    if users > 0 {
+        seen.insert("GetUser".to_owned(), users);
+    }
     assert_eq!(recorded, seen, "api_calls against what the proxy received");
 }
 
@@ -347,6 +352,28 @@ fn with_reads_lagging_writes_a_grant_removed_during_apply_is_restored() {
             .all(|f| f["action"]["status"] == "reverted"),
         "{v}"
     );
+}
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn an_iam_endpoint_that_refuses_the_signature_is_one_setup_error_not_every_account_failing() {
+    // A proxy in front of IAM that breaks the signature (or an IAM that wants another
+    // credential scope): every account would fail the same way. Said once, exit 2, before
+    // any account is touched.
+    let proxy = Proxy::start(&moto_url());
+    proxy.set_schedule(|s| {
+        (s.action == "GetUser").then_some(Fault::Refuse("SignatureDoesNotMatch"))
+    });
+    let w = Workdir::new(&accounts_toml(&["100000000461", "100000000462"]));
+    let (out, _) = w.iamsweep_via(&proxy.url, &["apply", "--yes"], Duration::from_secs(60));
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("SignatureDoesNotMatch") && err.contains("signed for us-east-1"),
+        "{err}"
+    );
+    assert_eq!(proxy.received().get("GetUser"), Some(&1));
+    assert_eq!(proxy.received().get("AssumeRole"), None);
 }
 
 #[test]

@@ -258,3 +258,31 @@ fn base_credentials_of_the_right_account_scan_without_assuming() {
     );
     assert!(w.sql::<i64>("SELECT count(*) FROM findings WHERE user_name = 'base-user-1'") == 1);
 }
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn base_credentials_from_a_credential_process_are_loaded_once() {
+    // A credential_process may prompt for MFA or a hardware key: it must run once a run, not
+    // once for the check and again for the first call (the roles are assumed with them).
+    let w = Workdir::new(&accounts_toml(&["100000000471", "100000000472"]));
+    let runs = w.dir.path().join("process-runs");
+    let script = w.dir.path().join("credentials.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\necho '{{\"Version\": 1, \"AccessKeyId\": \"testing\", \"SecretAccessKey\": \"testing\"}}'\n",
+            runs.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let config = format!(
+        "[profile tool]\nregion = us-east-1\ncredential_process = {}\n",
+        script.display()
+    );
+    let out = w.iamsweep_config(&["scan"], &config);
+    assert_exit(&out, 0);
+    let ran = std::fs::read_to_string(&runs).unwrap_or_default();
+    assert_eq!(ran.lines().count(), 1, "credential_process ran {ran:?}");
+}

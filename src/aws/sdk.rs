@@ -295,29 +295,15 @@ impl SdkConnector {
     pub async fn load(settings: &SdkSettings) -> Result<Self, SetupError> {
         let mut connector =
             Self::configure(settings, || aws_config::defaults(BehaviorVersion::latest())).await?;
-        // Resolve the base credentials once, up front: without them every account would fail
-        // the same way, so say it once and change nothing.
-        let provider = connector.base.credentials_provider().ok_or_else(|| {
-            SetupError("no AWS credentials are configured: set AWS_PROFILE (or pass --profile), run `aws sso login`, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into())
-        })?;
-        let hint = "set AWS_PROFILE (or pass --profile), run `aws sso login` (or `aws login`) for such a profile, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
-        match tokio::time::timeout(settings.call_timeout, provider.provide_credentials()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                return Err(SetupError(format!(
-                    "cannot load AWS credentials: {}; {hint}",
-                    chain(&e)
-                )));
-            }
-            Err(_) => {
-                return Err(SetupError(format!(
-                    "loading AWS credentials took longer than {} s; {hint}",
-                    settings.call_timeout.as_secs_f64()
-                )));
-            }
+        // Check the base credentials once, up front: without them every account would fail
+        // the same way, so say it once and change nothing. `GetCallerIdentity` is also what
+        // loads them (into the base configuration's cache, which every client built from it
+        // shares): a `credential_process` runs, an MFA prompt appears, once. Its attempt
+        // timeout bounds the loading too.
+        if connector.base.credentials_provider().is_none() {
+            return Err(SetupError("no AWS credentials are configured: set AWS_PROFILE (or pass --profile), run `aws sso login`, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into()));
         }
-        // And check them once: expired or revoked credentials are said here, once, with
-        // nothing changed, instead of failing every account.
+        let hint = "set AWS_PROFILE (or pass --profile), run `aws sso login` (or `aws login`) for such a profile, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
         connector.caller_arn = connector
             .sts()
             .get_caller_identity()
@@ -325,12 +311,55 @@ impl SdkConnector {
             .await
             .map_err(|e| {
                 let e = map_sdk_error(Op::GetCallerIdentity, e);
-                SetupError(format!("the AWS credentials do not work: {e}; {hint}"))
+                SetupError(match e.kind {
+                    ErrorKind::Credentials => {
+                        format!("cannot load AWS credentials: {}", e.message)
+                    }
+                    _ if e.code == "Timeout" => format!(
+                        "loading and checking the AWS credentials took longer than {} s ({}); {hint}",
+                        settings.call_timeout.as_secs_f64(),
+                        e.message
+                    ),
+                    _ => format!("the AWS credentials do not work: {e}; {hint}"),
+                })
             })?
             .arn()
             .unwrap_or_default()
             .to_owned();
+        connector.check_iam_signature(settings).await?;
         Ok(connector)
+    }
+
+    /// With an endpoint configured for IAM (a proxy, a VPC or FIPS endpoint), one request with
+    /// the base credentials, before any account: an endpoint that refuses the signature would
+    /// refuse every account's the same way, so it is said once (exit 2), nothing changed. Any
+    /// answer past the signature check (the user, `AccessDenied`, a validation error) will do;
+    /// a network failure is left to the accounts' own calls.
+    async fn check_iam_signature(&self, settings: &SdkSettings) -> Result<(), SetupError> {
+        if self.endpoint_url.is_none() && configured_endpoint(&self.base, Service::Iam).is_none() {
+            return Ok(());
+        }
+        // The base configuration's own credentials cache: filled by `GetCallerIdentity` just
+        // before, so the credentials are not loaded again (a `credential_process` run twice).
+        let mut conf = aws_sdk_iam::config::Builder::from(&self.base)
+            .region(self.iam_region.clone())
+            .retry_config(one_attempt());
+        if let Some(url) = &self.endpoint_url {
+            conf = conf.endpoint_url(url);
+        }
+        let client = aws_sdk_iam::Client::from_conf(conf.build());
+        let Err(e) = client.get_user().send().await else {
+            return Ok(());
+        };
+        let e = map_sdk_error(Op::GetUser, e);
+        if !is_signature_refusal(&e.code) {
+            return Ok(());
+        }
+        let resolved = self.resolved(Service::Iam).await?;
+        Err(SetupError(format!(
+            "IAM at {} refuses the requests' signature ({}: {}); they are signed for {} in partition {}: check --partition, the IAM endpoint and what sits in front of it (a proxy must not re-sign or alter signed requests)",
+            resolved.url, e.code, e.message, resolved.signing_region, settings.partition
+        )))
     }
 
     /// Builds the configuration with the loader `defaults` gives (the real environment, or a
@@ -721,6 +750,15 @@ impl std::error::Error for RoleRefreshError {
     }
 }
 
+/// An error code meaning the endpoint refused the request's signature or key: every account's
+/// requests through it would be refused the same way.
+fn is_signature_refusal(code: &str) -> bool {
+    matches!(
+        code,
+        "SignatureDoesNotMatch" | "IncompleteSignature" | "InvalidClientTokenId"
+    )
+}
+
 /// The first error of type `T` in `err`'s chain of sources.
 fn find_in_chain<'a, T: std::error::Error + 'static>(
     err: &'a (dyn std::error::Error + 'static),
@@ -753,11 +791,19 @@ fn attached(list: &[aws_sdk_iam::types::AttachedPolicy]) -> Vec<AttachedPolicy> 
         .collect()
 }
 
-fn next(truncated: bool, marker: Option<&str>) -> Option<String> {
-    if truncated {
-        marker.map(str::to_owned)
-    } else {
-        None
+fn next(op: Op, truncated: bool, marker: Option<&str>) -> Result<Option<String>, AwsError> {
+    match (truncated, marker) {
+        (false, _) => Ok(None),
+        (true, Some(m)) if !m.is_empty() => Ok(Some(m.to_owned())),
+        // A list that says there is more but not where: stopping there would take a part for
+        // the whole (a user's missing group, a denied action on the next page).
+        (true, _) => Err(AwsError::new(
+            ErrorKind::Other,
+            "TruncatedWithoutMarker",
+            format!(
+                "{op}: the answer says the list goes on (IsTruncated) but gives no Marker to read the rest"
+            ),
+        )),
     }
 }
 
@@ -803,7 +849,11 @@ impl Iam for SdkIam {
         Ok(AuthDetailsPage {
             users,
             groups,
-            next_marker: next(out.is_truncated(), out.marker()),
+            next_marker: next(
+                Op::GetAccountAuthorizationDetails,
+                out.is_truncated(),
+                out.marker(),
+            )?,
         })
     }
 
@@ -826,7 +876,11 @@ impl Iam for SdkIam {
                 .into_iter()
                 .map(|p| p.arn)
                 .collect(),
-            next_marker: next(out.is_truncated(), out.marker()),
+            next_marker: next(
+                Op::ListAttachedUserPolicies,
+                out.is_truncated(),
+                out.marker(),
+            )?,
         })
     }
 
@@ -850,7 +904,7 @@ impl Iam for SdkIam {
                 .iter()
                 .map(|g| g.group_name().to_owned())
                 .collect(),
-            next_marker: next(out.is_truncated(), out.marker()),
+            next_marker: next(Op::ListGroupsForUser, out.is_truncated(), out.marker())?,
         })
     }
 
@@ -873,7 +927,11 @@ impl Iam for SdkIam {
                 .into_iter()
                 .map(|p| p.arn)
                 .collect(),
-            next_marker: next(out.is_truncated(), out.marker()),
+            next_marker: next(
+                Op::ListAttachedGroupPolicies,
+                out.is_truncated(),
+                out.marker(),
+            )?,
         })
     }
 
@@ -904,7 +962,7 @@ impl Iam for SdkIam {
                     user_id: u.user_id().to_owned(),
                 })
                 .collect(),
-            next_marker: next(out.is_truncated(), out.marker()),
+            next_marker: next(Op::GetGroup, out.is_truncated(), out.marker())?,
         })
     }
 
@@ -996,7 +1054,11 @@ impl Iam for SdkIam {
                     decision: r.eval_decision().as_str().to_owned(),
                 })
                 .collect(),
-            next_marker: next(out.is_truncated(), out.marker()),
+            next_marker: next(
+                Op::SimulatePrincipalPolicy,
+                out.is_truncated(),
+                out.marker(),
+            )?,
         })
     }
 }
@@ -1392,6 +1454,19 @@ mod tests {
         .unwrap();
         let sts = (vpce, "us-gov-west-1");
         assert_eq!(endpoints(&c).await, pairs(&[sts, sts, iam, orgs]));
+    }
+
+    #[test]
+    fn a_page_truncated_without_a_marker_is_an_error_not_the_end() {
+        assert_eq!(next(Op::GetGroup, false, None).unwrap(), None);
+        assert_eq!(
+            next(Op::GetGroup, true, Some("m1")).unwrap(),
+            Some("m1".to_owned())
+        );
+        for marker in [None, Some("")] {
+            let e = next(Op::GetGroup, true, marker).unwrap_err();
+            assert_eq!(e.code, "TruncatedWithoutMarker");
+        }
     }
 
     #[test]

@@ -269,6 +269,19 @@ impl Workdir {
         cmd.output().expect("run iamsweep")
     }
 
+    /// Runs the binary with the base credentials of an AWS config file (`config`, written to
+    /// the work folder) instead of the emulator's environment variables.
+    pub fn iamsweep_config(&self, args: &[&str], config: &str) -> Output {
+        let path = self.dir.path().join("aws-config");
+        std::fs::write(&path, config).expect("write config");
+        let mut cmd = iamsweep_command(&self.db(), &self.accounts(), args);
+        cmd.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_CONFIG_FILE", &path)
+            .env("AWS_PROFILE", "tool");
+        cmd.output().expect("run iamsweep")
+    }
+
     /// Runs the binary with its AWS requests sent to `endpoint` (a proxy in front of moto);
     /// kills it and fails if it has not ended after `limit`: a run that hangs is a bug.
     /// Returns its output and how long it took.
