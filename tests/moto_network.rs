@@ -476,3 +476,36 @@ fn a_plaintext_proxy_named_by_the_environment_never_sees_a_request() {
     assert_exit(&out, 0);
     assert!(w.sql::<i64>("SELECT count(*) FROM findings") > 0);
 }
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn global_services_are_signed_for_their_home_region_whatever_region_the_user_works_in() {
+    // A user in us-west-2 sends everything through a proxy (moto accepts any signature; AWS
+    // accepts only `us-east-1/iam` for IAM and answers anything else SignatureDoesNotMatch).
+    // What the proxy recorded is what AWS would have checked.
+    let id = "100000000481";
+    block_on(seed(id));
+    let proxy = Proxy::start(&moto_url());
+    let w = Workdir::new(&accounts_toml(&[id]));
+    let (out, _) = w.iamsweep_via_env(
+        &proxy.url,
+        &["scan"],
+        &[("AWS_REGION", "us-west-2")],
+        Duration::from_secs(60),
+    );
+    assert_exit(&out, 0);
+    let scopes = proxy.scopes();
+    for (action, want) in [
+        ("GetAccountAuthorizationDetails", "us-east-1/iam"),
+        ("GetUser", "us-east-1/iam"),
+        // STS is regional: a regional endpoint signs for its own region.
+        ("AssumeRole", "us-west-2/sts"),
+        ("GetCallerIdentity", "us-west-2/sts"),
+    ] {
+        let got: Vec<&String> = scopes
+            .get(action)
+            .map(|s| s.iter().collect())
+            .unwrap_or_default();
+        assert_eq!(got, vec![want], "{action}: {scopes:?}");
+    }
+}

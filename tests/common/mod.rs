@@ -291,7 +291,19 @@ impl Workdir {
         args: &[&str],
         limit: std::time::Duration,
     ) -> (Output, std::time::Duration) {
+        self.iamsweep_via_env(endpoint, args, &[], limit)
+    }
+
+    /// [`Workdir::iamsweep_via`] with these environment variables added.
+    pub fn iamsweep_via_env(
+        &self,
+        endpoint: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        limit: std::time::Duration,
+    ) -> (Output, std::time::Duration) {
         let mut cmd = iamsweep_command(&self.db(), &self.accounts(), args);
+        cmd.envs(env.iter().copied());
         cmd.env("AWS_ENDPOINT_URL", endpoint)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())

@@ -45,6 +45,8 @@ pub struct Seen {
 type Schedule = Box<dyn Fn(&Seen) -> Option<Fault> + Send + Sync>;
 
 struct State {
+    /// Each action's credential scopes as signed (`us-east-1/iam`), from `Authorization`.
+    scopes: BTreeMap<String, std::collections::BTreeSet<String>>,
     received: BTreeMap<String, u64>,
     faults: BTreeMap<(String, &'static str), u64>,
     seq: u64,
@@ -74,6 +76,7 @@ impl Proxy {
             seq: 0,
             schedule: Box::new(|_| None),
             lag: None,
+            scopes: BTreeMap::new(),
         }));
         let (tx, rx) = std::sync::mpsc::channel();
         let shared = state.clone();
@@ -120,6 +123,11 @@ impl Proxy {
     /// Requests received per action (faulted ones included): the HTTP attempts a client made.
     pub fn received(&self) -> BTreeMap<String, u64> {
         self.state.lock().unwrap().received.clone()
+    }
+
+    /// The credential scopes (`region/service`) each action was signed for.
+    pub fn scopes(&self) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+        self.state.lock().unwrap().scopes.clone()
     }
 
     pub fn total_received(&self) -> u64 {
@@ -297,6 +305,14 @@ fn reset(client: TcpStream) {
     drop(client);
 }
 
+/// `region/service` of a SigV4 `Authorization` header
+/// (`AWS4-HMAC-SHA256 Credential=AKID/20261201/us-east-1/iam/aws4_request, ...`).
+fn credential_scope(auth: &str) -> Option<String> {
+    let credential = auth.split("Credential=").nth(1)?.split(',').next()?;
+    let parts: Vec<&str> = credential.split('/').collect();
+    (parts.len() >= 5).then(|| format!("{}/{}", parts[2], parts[3]))
+}
+
 async fn serve(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Result<()> {
     let Some(req) = read_request(&mut client).await? else {
         return Ok(());
@@ -305,6 +321,9 @@ async fn serve(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> s
     let (seen, fault, lag) = {
         let mut st = state.lock().unwrap();
         st.seq += 1;
+        if let Some(scope) = req.header("authorization").and_then(credential_scope) {
+            st.scopes.entry(action.clone()).or_default().insert(scope);
+        }
         let n = st.received.entry(action.clone()).or_insert(0);
         *n += 1;
         let seen = Seen {
