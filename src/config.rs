@@ -37,6 +37,9 @@ pub enum Access {
         role_arn: String,
         external_id: Option<String>,
         session_name: String,
+        /// How long each assumed session lasts (`session_duration`; `None`: one hour).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_seconds: Option<u32>,
     },
     /// The base credentials themselves (`assume_role = false`); checked to belong to the account.
     BaseCredentials,
@@ -124,6 +127,7 @@ impl AccountsFile {
             role_name: None,
             external_id: None,
             session_name: None,
+            session_duration: None,
             partition: None,
             assume_role: None,
             exclude_users: None,
@@ -184,6 +188,7 @@ struct RawDefaults {
     role_name: Option<Spanned<String>>,
     external_id: Option<Spanned<String>>,
     session_name: Option<Spanned<String>>,
+    session_duration: Option<Spanned<String>>,
     partition: Option<Spanned<String>>,
     assume_role: Option<Spanned<bool>>,
     exclude_users: Option<Spanned<Vec<String>>>,
@@ -200,6 +205,7 @@ struct RawAccount {
     role_name: Option<Spanned<String>>,
     external_id: Option<Spanned<String>>,
     session_name: Option<Spanned<String>>,
+    session_duration: Option<Spanned<String>>,
     partition: Option<Spanned<String>>,
     assume_role: Option<Spanned<bool>>,
     exclude_users: Option<Spanned<Vec<String>>>,
@@ -455,6 +461,13 @@ fn resolve_account(
             }
             None => DEFAULT_SESSION_NAME.to_owned(),
         };
+        let session_seconds = match pick(&a.session_duration, &defaults.session_duration) {
+            Some(d) => Some(
+                check_session_duration(d.get_ref())
+                    .map_err(|m| err(Some(d.span()), format!("key `session_duration`: {m}")))?,
+            ),
+            None => None,
+        };
         let external_id = match pick(&a.external_id, &defaults.external_id) {
             Some(x) => {
                 check_external_id(x.get_ref())
@@ -501,12 +514,17 @@ fn resolve_account(
             role_arn,
             external_id,
             session_name,
+            session_seconds,
         }
     } else {
         for (key, present) in [
             ("role_arn", a.role_arn.as_ref().map(|s| s.span())),
             ("role_name", a.role_name.as_ref().map(|s| s.span())),
             ("external_id", a.external_id.as_ref().map(|s| s.span())),
+            (
+                "session_duration",
+                a.session_duration.as_ref().map(|s| s.span()),
+            ),
         ] {
             if let Some(span) = present {
                 return Err(err(
@@ -608,6 +626,20 @@ fn check_role_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A role session's length: what STS allows (15 minutes to 12 hours; the role's own maximum
+/// session duration applies too, and role chaining caps it at one hour).
+fn check_session_duration(s: &str) -> Result<u32, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration such as \"1h\" or \"90m\" ({e})"))?;
+    let secs = d.as_secs();
+    if !(900..=43_200).contains(&secs) {
+        return Err(format!(
+            "{s:?} is outside what STS allows for a role session: 15m to 12h (and at most the role's own maximum session duration; 1h when the base credentials are themselves an assumed role)"
+        ));
+    }
+    Ok(secs as u32)
+}
+
 fn check_session_name(s: &str) -> Result<(), String> {
     if !(2..=64).contains(&s.len()) || !s.chars().all(iam_name_char) {
         return Err(format!(
@@ -670,6 +702,7 @@ assume_role = false
                 role_arn: "arn:aws:iam::111111111111:role/Sweeper".into(),
                 external_id: Some("ext-123".into()),
                 session_name: "iamsweep".into(),
+                session_seconds: None,
             }
         );
         assert!(accounts[0].filters.user_excluded("break-glass-7"));
@@ -884,6 +917,37 @@ assume_role = false
             "[[account]]\nid = \"111111111111\"\nassume_role = false\nrole_name = \"x\"\n",
         );
         assert!(e.starts_with("accounts.toml:4: key `role_name`"), "{e}");
+    }
+
+    #[test]
+    fn session_duration_is_a_duration_sts_allows_and_named_when_it_is_not() {
+        let accounts = parse_ok(
+            "[defaults]\nsession_duration = \"4h\"\n[[account]]\nid = \"111111111111\"\n[[account]]\nid = \"222222222222\"\nsession_duration = \"90m\"\n",
+        );
+        let secs = |a: &AccountTarget| match &a.access {
+            Access::AssumeRole {
+                session_seconds, ..
+            } => *session_seconds,
+            Access::BaseCredentials => None,
+        };
+        assert_eq!(secs(&accounts[0]), Some(4 * 3600));
+        assert_eq!(secs(&accounts[1]), Some(90 * 60));
+        for (value, says) in [
+            ("\"13h\"", "outside what STS allows"),
+            ("\"soon\"", "not a duration"),
+        ] {
+            let e = parse(
+                "accounts.toml",
+                &format!("[[account]]\nid = \"111111111111\"\nsession_duration = {value}\n"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.starts_with("accounts.toml:3: key `session_duration`"),
+                "{e}"
+            );
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -569,6 +569,7 @@ impl SdkConnector {
                 role_arn,
                 spec.external_id.as_deref(),
                 "iamsweep-organization",
+                SESSION_SECONDS,
             )
             .await?;
             conf = conf.credentials_provider(role);
@@ -599,7 +600,17 @@ impl Connector for SdkConnector {
                 role_arn,
                 external_id,
                 session_name,
-            } => AssumedRole::start(sts, role_arn, external_id.as_deref(), session_name).await?,
+                session_seconds,
+            } => {
+                AssumedRole::start(
+                    sts,
+                    role_arn,
+                    external_id.as_deref(),
+                    session_name,
+                    session_seconds.map_or(SESSION_SECONDS, |s| s as i32),
+                )
+                .await?
+            }
             Access::BaseCredentials => {
                 let out = sts
                     .get_caller_identity()
@@ -641,6 +652,7 @@ struct AssumedRole {
     role_arn: String,
     external_id: Option<String>,
     session_name: String,
+    session_seconds: i32,
     first: Mutex<Option<Credentials>>,
 }
 
@@ -652,12 +664,14 @@ impl AssumedRole {
         role_arn: &str,
         external_id: Option<&str>,
         session_name: &str,
+        session_seconds: i32,
     ) -> Result<SharedCredentialsProvider, AwsError> {
         let role = AssumedRole {
             sts,
             role_arn: role_arn.to_owned(),
             external_id: external_id.map(str::to_owned),
             session_name: session_name.to_owned(),
+            session_seconds,
             first: Mutex::new(None),
         };
         let first = role.assume().await?;
@@ -672,7 +686,7 @@ impl AssumedRole {
             .role_arn(&self.role_arn)
             .role_session_name(&self.session_name)
             .set_external_id(self.external_id.clone())
-            .duration_seconds(SESSION_SECONDS)
+            .duration_seconds(self.session_seconds)
             .send()
             .await
             .map_err(|e| {

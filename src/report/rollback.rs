@@ -224,6 +224,7 @@ mod tests {
                     role_arn: "arn:aws:iam::111111111111:role/ops/IamSweepRole".into(),
                     external_id: Some("ext:id/7".into()),
                     session_name: "iamsweep".into(),
+                    session_seconds: None,
                 },
                 filters: Filters::default(),
                 origin: None,
