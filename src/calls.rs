@@ -107,6 +107,10 @@ impl Default for CallPolicy {
     }
 }
 
+/// A role session ending within this is renewed before a finding's work starts (proofs, the
+/// detach and its re-sends take seconds; a renewal is never left to happen inside them).
+pub const RENEW_MARGIN: Duration = Duration::from_secs(600);
+
 tokio::task_local! {
     static URGENT: ();
 }
@@ -452,6 +456,18 @@ impl<I: Iam> Metered<I> {
     /// See [`Meter::retry_after`].
     pub fn retry_after(&self, op: Op, err: &AwsError, attempt: u32) -> Option<Duration> {
         self.meter.retry_after(op, err, attempt)
+    }
+
+    /// Renews the account's role session when it ends within [`RENEW_MARGIN`]: one
+    /// `AssumeRole`, paced with the run's others and counted, before work that must not be
+    /// held up (or failed) by a renewal inside its own call.
+    pub async fn renew_session_if_ending(&self) -> Result<(), AwsError> {
+        if !self.inner.session_ends_within(RENEW_MARGIN) {
+            return Ok(());
+        }
+        self.meter
+            .call(Op::AssumeRole, || self.inner.renew_session())
+            .await
     }
 
     /// Every page of the simulator's results (a denied action may be on any page).

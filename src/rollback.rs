@@ -146,6 +146,13 @@ impl<I: Iam> AccountRollback<'_, I> {
             tally.interrupted = true;
             return Ok(tally);
         }
+        // A role session near its end is renewed first, not inside an attach; a role that
+        // cannot be assumed again stops this account with the real code.
+        if let Err(e) = self.iam.renew_session_if_ending().await {
+            stop.lock().expect("stop").get_or_insert(e);
+            tally.interrupted = true;
+            return Ok(tally);
+        }
         // The same principal the detach was made on, or nobody.
         let identity =
             match calls::patiently(|| self.halted(stop), || self.iam.user_id(&user)).await {

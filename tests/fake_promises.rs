@@ -344,3 +344,54 @@ fn a_store_error_in_the_settle_loop_stops_new_detaches_at_once() {
         "none sent twice"
     );
 }
+
+#[test]
+fn a_role_session_that_cannot_be_renewed_stops_its_account_and_the_others_complete() {
+    const B: &str = "222222222222";
+    let rig = FakeRig::new(&accounts_toml(&[A, B]));
+    for account in [A, B] {
+        let p = format!("arn:aws:iam::{account}:policy/Deploy");
+        rig.org.add_group(account, "ops", &[&p]);
+        rig.org.add_user(account, "alice", &["ops"], &[&p]);
+        rig.org.add_user(account, "bob", &["ops"], &[&p]);
+    }
+    // Sessions of 5 minutes: every finding's work starts with a renewal (margin 10 minutes),
+    // made before the detach, paced and counted as AssumeRole.
+    rig.org.set_session_length(Some(Duration::from_secs(300)));
+    let scan = block_on(rig.engine.scan(&rig.file)).unwrap().run_id;
+    // Then B's trust policy changes: the apply's connect still assumes the role (call 2),
+    // the first renewal (call 3) is refused.
+    rig.org.fail_call(
+        B,
+        Op::AssumeRole,
+        3,
+        AwsError::new(
+            ErrorKind::AccessDenied,
+            "AccessDenied",
+            "not authorized to perform sts:AssumeRole",
+        ),
+    );
+    let targets = rig.file.accounts.clone();
+    let apply = block_on(rig.next_process().apply_run(scan, &rig.file, targets));
+    // B stopped with the real code before any detach; A done; the run went on.
+    let apply = apply.unwrap();
+    assert_eq!(apply.accounts_failed, 1);
+    assert_eq!(
+        rig.rows(&format!(
+            "SELECT account_id, status, coalesce(error_code, '-') FROM run_accounts WHERE run_id = {} ORDER BY account_id",
+            apply.run_id
+        )),
+        vec![
+            format!("{A}|completed|-"),
+            format!("{B}|failed|AccessDenied")
+        ]
+    );
+    assert_eq!(rig.org.calls(B, Op::DetachUserPolicy), 0);
+    assert_eq!(rig.org.calls(A, Op::DetachUserPolicy), 2);
+    // A's renewals happened before its detaches, one per finding, and are in api_calls.
+    let assumed: i64 = rig.sql(&format!(
+        "SELECT sum(calls) FROM api_calls WHERE run_id = {} AND account_id = '{A}' AND operation = 'AssumeRole'",
+        apply.run_id
+    ));
+    assert_eq!(assumed, 1 + 2, "the connect, then one renewal per finding");
+}

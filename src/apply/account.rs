@@ -277,6 +277,14 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
         f: Finding,
         mut tries: u32,
     ) -> Result<(), StoreError> {
+        // A role session near its end is renewed first, not inside a detach's attempt. If the
+        // role cannot be assumed again (its trust policy changed), this account stops with the
+        // real code; the finding stays open, without a journal row.
+        if let Err(e) = self.app.iam.renew_session_if_ending().await {
+            self.halt(e);
+            self.interrupted.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
         // Whether the finding is worth an intent: any proof this pass read will tell (the
         // detach checks its age right before it leaves). After a concurrent change, only a
         // proof read after it will do.

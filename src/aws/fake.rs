@@ -80,6 +80,8 @@ struct State {
     calls: HashMap<(String, Op), u64>,
     faults: Vec<Fault>,
     refuse_assume: HashMap<String, AwsError>,
+    /// How long each role session lasts (`None`: forever).
+    session: Option<Duration>,
     /// Actions the policy simulator says the role may not call.
     denied_actions: BTreeSet<String>,
     throttle_first: HashMap<(String, Op), u64>,
@@ -334,6 +336,12 @@ impl FakeOrg {
     /// Calls above `per_second` in any one-second window of an account are throttled.
     pub fn set_rate_limit(&self, per_second: Option<u32>) {
         self.lock().rate_limit = per_second;
+    }
+
+    /// Role sessions assumed from now on last `length` (`None`: forever), and are renewed
+    /// (`AssumeRole` again, refused as [`FakeOrg::refuse_assume`] says) when they near their end.
+    pub fn set_session_length(&self, length: Option<Duration>) {
+        self.lock().session = length;
     }
 
     /// The policy simulator answers `implicitDeny` for `action` (`iam:DetachUserPolicy`).
@@ -624,9 +632,11 @@ impl Connector for FakeOrg {
         };
         self.serve(&account, op, |_| refusal.map_or(Ok(()), Err))
             .await?;
+        let session = self.lock().session;
         Ok(FakeIam {
             org: self.clone(),
             account: target.id.clone(),
+            session_ends: Arc::new(Mutex::new(session.map(|s| Instant::now() + s))),
         })
     }
 }
@@ -636,6 +646,8 @@ impl Connector for FakeOrg {
 pub struct FakeIam {
     org: FakeOrg,
     account: AccountId,
+    /// When the role session ends (`None`: never, the default).
+    session_ends: Arc<Mutex<Option<Instant>>>,
 }
 
 impl FakeIam {
@@ -645,6 +657,28 @@ impl FakeIam {
 }
 
 impl Iam for FakeIam {
+    fn session_ends_within(&self, margin: Duration) -> bool {
+        self.session_ends
+            .lock()
+            .expect("session")
+            .is_some_and(|end| end <= Instant::now() + margin)
+    }
+
+    async fn renew_session(&self) -> Result<(), AwsError> {
+        let account = self.account().to_owned();
+        let refusal = {
+            let mut st = self.org.lock();
+            st.sts_throttle()
+                .or_else(|| st.refuse_assume.get(&account).cloned())
+        };
+        self.org
+            .serve(&account, Op::AssumeRole, |_| refusal.map_or(Ok(()), Err))
+            .await?;
+        let length = self.org.lock().session;
+        *self.session_ends.lock().expect("session") = length.map(|s| Instant::now() + s);
+        Ok(())
+    }
+
     async fn authorization_details(
         &self,
         marker: Option<String>,

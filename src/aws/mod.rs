@@ -360,6 +360,14 @@ pub trait Iam: Send + Sync + 'static {
         policy: &PolicyArn,
     ) -> impl Future<Output = Result<Receipt, AwsError>> + Send;
 
+    /// Whether the account's credentials (an assumed role's session) end within `margin`.
+    /// Base credentials are the chain's to renew: `false`.
+    fn session_ends_within(&self, margin: std::time::Duration) -> bool;
+
+    /// Renews the account's role session now (one `AssumeRole`), before work that must not
+    /// be held up by a renewal inside its own call.
+    fn renew_session(&self) -> impl Future<Output = Result<(), AwsError>> + Send;
+
     /// Whether `principal_arn`'s policies allow `actions` (changes nothing): one page of the
     /// simulator's results, from `marker`.
     fn simulate(

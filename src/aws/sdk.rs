@@ -572,7 +572,7 @@ impl SdkConnector {
                 SESSION_SECONDS,
             )
             .await?;
-            conf = conf.credentials_provider(role);
+            conf = conf.credentials_provider(role.provider());
         }
         Ok(SdkOrg {
             client: aws_sdk_organizations::Client::from_conf(conf.build()),
@@ -595,6 +595,7 @@ impl Connector for SdkConnector {
             ));
         }
         let sts = self.sts();
+        let mut role = None;
         let credentials = match &target.access {
             Access::AssumeRole {
                 role_arn,
@@ -602,14 +603,17 @@ impl Connector for SdkConnector {
                 session_name,
                 session_seconds,
             } => {
-                AssumedRole::start(
+                let assumed = AssumedRole::start(
                     sts,
                     role_arn,
                     external_id.as_deref(),
                     session_name,
                     session_seconds.map_or(SESSION_SECONDS, |s| s as i32),
                 )
-                .await?
+                .await?;
+                let provider = assumed.provider();
+                role = Some(assumed);
+                provider
             }
             Access::BaseCredentials => {
                 let out = sts
@@ -640,6 +644,7 @@ impl Connector for SdkConnector {
         let conf = self.iam_conf(target.id.as_str(), credentials).build();
         Ok(SdkIam {
             client: aws_sdk_iam::Client::from_conf(conf),
+            role,
         })
     }
 }
@@ -653,7 +658,8 @@ struct AssumedRole {
     external_id: Option<String>,
     session_name: String,
     session_seconds: i32,
-    first: Mutex<Option<Credentials>>,
+    /// The session handed out while it has more than `PROVIDER_MARGIN` left.
+    current: Mutex<Option<Credentials>>,
 }
 
 impl AssumedRole {
@@ -665,18 +671,41 @@ impl AssumedRole {
         external_id: Option<&str>,
         session_name: &str,
         session_seconds: i32,
-    ) -> Result<SharedCredentialsProvider, AwsError> {
+    ) -> Result<Arc<AssumedRole>, AwsError> {
         let role = AssumedRole {
             sts,
             role_arn: role_arn.to_owned(),
             external_id: external_id.map(str::to_owned),
             session_name: session_name.to_owned(),
             session_seconds,
-            first: Mutex::new(None),
+            current: Mutex::new(None),
         };
         let first = role.assume().await?;
-        *role.first.lock().expect("credentials lock") = Some(first);
-        Ok(SharedCredentialsProvider::new(role))
+        *role.current.lock().expect("credentials lock") = Some(first);
+        Ok(Arc::new(role))
+    }
+
+    /// The provider the account's clients take credentials from.
+    fn provider(self: &Arc<Self>) -> SharedCredentialsProvider {
+        SharedCredentialsProvider::new(RoleProvider(self.clone()))
+    }
+
+    /// Whether the session now held ends within `margin`.
+    fn ends_within(&self, margin: Duration) -> bool {
+        self.current
+            .lock()
+            .expect("credentials lock")
+            .as_ref()
+            .and_then(Credentials::expiry)
+            .is_some_and(|end| end <= SystemTime::now() + margin)
+    }
+
+    /// Assumes the role again now; the clients' cache takes the new session when the one it
+    /// holds nears its end, without a call of its own.
+    async fn renew(&self) -> Result<(), AwsError> {
+        let fresh = self.assume().await?;
+        *self.current.lock().expect("credentials lock") = Some(fresh);
+        Ok(())
     }
 
     async fn assume(&self) -> Result<Credentials, AwsError> {
@@ -712,28 +741,34 @@ impl AssumedRole {
     }
 }
 
-impl ProvideCredentials for AssumedRole {
+/// An assumed role as the clients' credentials provider.
+#[derive(Debug)]
+struct RoleProvider(Arc<AssumedRole>);
+
+/// A session with less than this left is not handed out: renewed first.
+const PROVIDER_MARGIN: Duration = Duration::from_secs(300);
+
+impl ProvideCredentials for RoleProvider {
     fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
     where
         Self: 'a,
     {
         future::ProvideCredentials::new(async move {
-            let cached = self.first.lock().expect("credentials lock").take();
-            if let Some(c) = cached {
-                let fresh = c.expiry().is_none_or(|e| {
-                    e.duration_since(SystemTime::now())
-                        .is_ok_and(|left| left > Duration::from_secs(300))
-                });
-                if fresh {
-                    return Ok(c);
-                }
+            let role = &self.0;
+            if !role.ends_within(PROVIDER_MARGIN)
+                && let Some(c) = role.current.lock().expect("credentials lock").clone()
+            {
+                return Ok(c);
             }
-            self.assume().await.map_err(|source| {
+            // Not renewed ahead (an account that only reads for an hour): inside this call.
+            role.renew().await.map_err(|source| {
                 CredentialsError::provider_error(RoleRefreshError {
-                    role_arn: self.role_arn.clone(),
+                    role_arn: role.role_arn.clone(),
                     source,
                 })
-            })
+            })?;
+            let c = role.current.lock().expect("credentials lock").clone();
+            c.ok_or_else(|| CredentialsError::not_loaded("no session"))
         })
     }
 }
@@ -791,6 +826,8 @@ fn find_in_chain<'a, T: std::error::Error + 'static>(
 #[derive(Clone, Debug)]
 pub struct SdkIam {
     client: aws_sdk_iam::Client,
+    /// The account's role session (`None`: the base credentials).
+    role: Option<Arc<AssumedRole>>,
 }
 
 fn attached(list: &[aws_sdk_iam::types::AttachedPolicy]) -> Vec<AttachedPolicy> {
@@ -822,6 +859,17 @@ fn next(op: Op, truncated: bool, marker: Option<&str>) -> Result<Option<String>,
 }
 
 impl Iam for SdkIam {
+    fn session_ends_within(&self, margin: Duration) -> bool {
+        self.role.as_ref().is_some_and(|r| r.ends_within(margin))
+    }
+
+    async fn renew_session(&self) -> Result<(), AwsError> {
+        match &self.role {
+            Some(r) => r.renew().await,
+            None => Ok(()),
+        }
+    }
+
     async fn authorization_details(
         &self,
         marker: Option<String>,
