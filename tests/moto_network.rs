@@ -509,3 +509,40 @@ fn global_services_are_signed_for_their_home_region_whatever_region_the_user_wor
         assert_eq!(got, vec![want], "{action}: {scopes:?}");
     }
 }
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn the_credential_chain_retries_its_own_calls_as_the_sdk_does() {
+    // Web identity (EKS, CI OIDC): the chain's own AssumeRoleWithWebIdentity meets one 500
+    // (a refresh on a bad second). The SDK's standard retries, which iamsweep's own clients
+    // turn off for themselves, must stay on there: the run goes on.
+    let id = "100000000491";
+    block_on(seed(id));
+    let proxy = Proxy::start(&moto_url());
+    proxy.set_schedule(|s| {
+        (s.action == "AssumeRoleWithWebIdentity" && s.nth == 1).then_some(Fault::Error500)
+    });
+    let w = Workdir::new(&accounts_toml(&[id]));
+    let token = w.dir.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJjaSJ9.").unwrap();
+    let token = token.display().to_string();
+    let (out, _) = w.iamsweep_via_env(
+        &proxy.url,
+        &["scan"],
+        &[
+            ("AWS_ACCESS_KEY_ID", ""),
+            ("AWS_SECRET_ACCESS_KEY", ""),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token.as_str()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/ci"),
+            ("AWS_ROLE_SESSION_NAME", "ci"),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        proxy.received().get("AssumeRoleWithWebIdentity"),
+        Some(&2),
+        "{}",
+        stderr(&out)
+    );
+    assert_exit(&out, 0);
+}

@@ -312,7 +312,8 @@ impl SdkConnector {
             .map_err(|e| {
                 let e = map_sdk_error(Op::GetCallerIdentity, e);
                 SetupError(match e.kind {
-                    ErrorKind::Credentials => {
+                    // The chain could not produce credentials (not: AWS refused them).
+                    ErrorKind::Credentials if e.code == "NoCredentials" => {
                         format!("cannot load AWS credentials: {}", e.message)
                     }
                     _ if e.code == "Timeout" => format!(

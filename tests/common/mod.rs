@@ -294,7 +294,8 @@ impl Workdir {
         self.iamsweep_via_env(endpoint, args, &[], limit)
     }
 
-    /// [`Workdir::iamsweep_via`] with these environment variables added.
+    /// [`Workdir::iamsweep_via`] with these environment variables added (an empty value
+    /// removes one).
     pub fn iamsweep_via_env(
         &self,
         endpoint: &str,
@@ -303,7 +304,14 @@ impl Workdir {
         limit: std::time::Duration,
     ) -> (Output, std::time::Duration) {
         let mut cmd = iamsweep_command(&self.db(), &self.accounts(), args);
-        cmd.envs(env.iter().copied());
+        // An empty value removes the variable (the emulator's keys, to use another source).
+        for (k, v) in env {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
         cmd.env("AWS_ENDPOINT_URL", endpoint)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
