@@ -1,5 +1,5 @@
 //! The boundary between iamsweep's core and AWS: the traits the core needs, plain domain types and
-//! [`AwsError`]. No SDK type crosses it; `sdk.rs` implements it for real, `fake.rs` in memory.
+//! [`AwsError`]. No SDK type crosses it; `sdk/` implements it for real, `fake.rs` in memory.
 
 use std::fmt;
 use std::future::Future;
