@@ -12,7 +12,7 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::proof::{Coverage, Fresh, Proofs};
-use super::settle::{Due, DueKind, Queue};
+use super::queue::{Due, DueKind, Queue};
 use super::{Applied, ApplyOptions, Tally, reason};
 use crate::aws::{AwsError, ErrorKind, Iam, Op};
 use crate::calls::{self, Metered};

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::account::{AccountApply, Pass};
-use super::settle::{Due, DueKind};
+use super::queue::{Due, DueKind};
 use super::{Applied, reason};
 use crate::aws::Iam;
 use crate::store::{ActionStatus, StoreError};

@@ -11,11 +11,12 @@ pub mod actor;
 mod diff;
 mod rows;
 mod stream;
+mod tally;
 
 pub use diff::*;
 pub use rows::*;
+pub use tally::Tally;
 
-use crate::apply::Tally;
 use crate::aws::AwsError;
 use crate::calls::CallCounts;
 use crate::config::{AccountTarget, AccountsFile};
