@@ -15,7 +15,6 @@ use tokio::time::Instant;
 use crate::aws::{
     AuthDetailsPage, AwsError, Connector, ErrorKind, GroupMember, Iam, Op, Page, Receipt,
 };
-use crate::cancel::Cancel;
 use crate::config::{Access, AccountTarget};
 use crate::limiter::Observe;
 use crate::model::{PolicyArn, UserName};
@@ -565,15 +564,4 @@ where
             tokio::time::sleep((until - Instant::now()).min(Duration::from_millis(250))).await;
         }
     }
-}
-
-/// [`patiently`], stopped by Ctrl-C only.
-pub async fn patiently_unless<T, Fut>(
-    cancel: &Cancel,
-    read: impl FnMut() -> Fut,
-) -> Result<T, AwsError>
-where
-    Fut: Future<Output = Result<T, AwsError>>,
-{
-    patiently(|| cancel.is_cancelled(), read).await
 }

@@ -256,11 +256,6 @@ impl Pacer {
             .1
             .heard(sent, Instant::now(), throttled);
     }
-
-    /// The rate now (`None`: unpaced).
-    pub fn rate(&self) -> Option<f64> {
-        self.state.lock().expect("pacer lock").1.rate()
-    }
 }
 
 #[cfg(test)]
