@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::{AccountApply, ApplyOptions, Tally};
 use crate::aws::{AwsError, Connector, ErrorKind};
-use crate::calls::{CallPolicy, Meter, Pacer};
+use crate::calls::{CallPolicy, Meter, Metered, Pacer};
 use crate::cancel::Cancel;
 use crate::config::{AccountTarget, AccountsFile};
 use crate::events::{Event, Phase, Reporter};
@@ -157,6 +157,48 @@ impl AccountEnd {
             Some(e) if e.kind == ErrorKind::Credentials => AccountEnd::Halted(e),
             Some(e) => AccountEnd::Failed(e),
             None => AccountEnd::Done(tally),
+        }
+    }
+}
+
+/// How the accounts of a run ended, gathered as each ends.
+#[derive(Default)]
+struct Ends {
+    tally: Tally,
+    failed: usize,
+    interrupted: bool,
+    halted: Option<Halt>,
+    fatal: Option<StoreError>,
+}
+
+impl Ends {
+    fn add(&mut self, end: Result<AccountEnd, StoreError>, cancel: &Cancel) {
+        match end {
+            Ok(AccountEnd::Done(t)) => {
+                if t.limit_reached {
+                    self.failed += 1;
+                }
+                self.interrupted |= t.interrupted;
+                self.tally.add(&t);
+            }
+            Ok(AccountEnd::Failed(_)) => self.failed += 1,
+            Ok(AccountEnd::Interrupted) => self.interrupted = true,
+            Ok(AccountEnd::Halted(e)) => {
+                // Every account would fail the same way: stop starting new work.
+                cancel.cancel();
+                self.interrupted = true;
+                self.halted
+                    .get_or_insert_with(|| Halt::Credentials(e.to_string()));
+            }
+            Err(e) => {
+                // Stop new work, and let the accounts in flight finish: what they write may
+                // fail too, and is then settled by the next run.
+                cancel.cancel();
+                self.interrupted = true;
+                self.halted
+                    .get_or_insert_with(|| Halt::Database(e.to_string()));
+                self.fatal.get_or_insert(e);
+            }
         }
     }
 }
@@ -376,11 +418,7 @@ impl<C: Connector> Engine<C> {
         let sts = Arc::new(Pacer::new(None));
         let waiting = jobs.iter();
         let mut results = FuturesUnordered::new();
-        let mut tally = Tally::default();
-        let mut failed = 0;
-        let mut interrupted = false;
-        let mut halted: Option<Halt> = None;
-        let mut fatal = None;
+        let mut ends = Ends::default();
         let mut waiting = waiting.peekable();
         loop {
             // Start accounts while the limit allows (it moves with how the calls go).
@@ -404,33 +442,16 @@ impl<C: Connector> Engine<C> {
             let Some(r) = next else {
                 break;
             };
-            match r {
-                Ok(AccountEnd::Done(t)) => {
-                    if t.limit_reached {
-                        failed += 1;
-                    }
-                    interrupted |= t.interrupted;
-                    tally.add(&t);
-                }
-                Ok(AccountEnd::Failed(_)) => failed += 1,
-                Ok(AccountEnd::Interrupted) => interrupted = true,
-                Ok(AccountEnd::Halted(e)) => {
-                    // Every account would fail the same way: stop starting new work.
-                    self.cancel.cancel();
-                    interrupted = true;
-                    halted.get_or_insert_with(|| Halt::Credentials(e.to_string()));
-                }
-                Err(e) => {
-                    // Stop new work, and let the accounts in flight finish: what they write
-                    // may fail too, and is then settled by the next run.
-                    self.cancel.cancel();
-                    interrupted = true;
-                    halted.get_or_insert_with(|| Halt::Database(e.to_string()));
-                    fatal.get_or_insert(e);
-                }
-            }
+            ends.add(r, &self.cancel);
         }
         drop(results);
+        let Ends {
+            mut tally,
+            failed,
+            interrupted,
+            halted,
+            fatal,
+        } = ends;
         tally.interrupted = interrupted || self.cancel.is_cancelled();
         if fatal.is_none() {
             // A run is complete only with none of its rows open, whatever its accounts said
@@ -559,63 +580,106 @@ impl<C: Connector> Engine<C> {
         };
         let findings_run = match plan {
             Plan::Scan | Plan::ScanApply => {
-                phase(Phase::Reading {
-                    pages: 0,
-                    entities: 0,
-                });
-                let read = scan::read_account(&iam, target, &self.cancel, |pages, entities| {
-                    phase(Phase::Reading { pages, entities })
-                })
-                .await;
-                let findings = match read {
-                    Ok(Some(f)) => f,
-                    Ok(None) => return Ok(AccountEnd::Interrupted),
-                    Err(e) => return Ok(AccountEnd::from_applied(Tally::default(), Some(e))),
-                };
-                phase(Phase::Recording {
-                    findings: findings.findings.len() as u64,
-                });
-                let status = match plan {
-                    Plan::Scan => AccountStatus::Completed,
-                    _ => AccountStatus::Scanned,
-                };
-                let (id, calls) = (target.id.clone(), meter.counts());
-                self.store
-                    .call(move |s| s.record_scan(run_id, &id, &findings, &calls, status))
-                    .await?;
-                if plan == Plan::Scan {
-                    return Ok(AccountEnd::Done(Tally::default()));
+                match self.scan_account(run_id, target, &iam, plan, meter).await? {
+                    Ok(()) if plan == Plan::Scan => return Ok(AccountEnd::Done(Tally::default())),
+                    Ok(()) => run_id,
+                    Err(end) => return Ok(end),
                 }
-                run_id
             }
             Plan::Apply { findings_run } => findings_run,
             Plan::Rollback { source } => {
-                let rollback = crate::rollback::AccountRollback {
-                    run_id,
-                    source,
-                    target,
-                    iam: &iam,
-                    store: &self.store,
-                    reporter: self.reporter.as_ref(),
-                    write_concurrency: self.options.apply.write_concurrency,
-                    cancel: &self.cancel,
-                };
-                let done = rollback.run().await?;
-                // The journal counts each item once, by its latest row; the pass adds only
-                // how it ended.
-                let id = target.id.clone();
-                let mut tally = self
-                    .store
-                    .call(move |s| s.account_tally(run_id, &id))
-                    .await?;
-                tally.interrupted = done.tally.interrupted;
-                return Ok(AccountEnd::from_applied(tally, done.stop));
+                return self.rollback_account(run_id, source, target, &iam).await;
             }
         };
+        self.apply_account(run_id, findings_run, target, &iam).await
+    }
+
+    /// Step one of a scan: reads the account and records its findings. `Err(end)` when the
+    /// account ends here (interrupted, or its reads failed).
+    async fn scan_account(
+        &self,
+        run_id: i64,
+        target: &AccountTarget,
+        iam: &Metered<C::Client>,
+        plan: Plan,
+        meter: &Arc<Meter>,
+    ) -> Result<Result<(), AccountEnd>, StoreError> {
+        let phase = |phase| {
+            self.reporter.report(&Event::Phase {
+                account: target.id.clone(),
+                phase,
+            })
+        };
+        phase(Phase::Reading {
+            pages: 0,
+            entities: 0,
+        });
+        let read = scan::read_account(iam, target, &self.cancel, |pages, entities| {
+            phase(Phase::Reading { pages, entities })
+        })
+        .await;
+        let findings = match read {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(Err(AccountEnd::Interrupted)),
+            Err(e) => return Ok(Err(AccountEnd::from_applied(Tally::default(), Some(e)))),
+        };
+        phase(Phase::Recording {
+            findings: findings.findings.len() as u64,
+        });
+        let status = match plan {
+            Plan::Scan => AccountStatus::Completed,
+            _ => AccountStatus::Scanned,
+        };
+        let (id, calls) = (target.id.clone(), meter.counts());
+        self.store
+            .call(move |s| s.record_scan(run_id, &id, &findings, &calls, status))
+            .await?;
+        Ok(Ok(()))
+    }
+
+    /// A rollback's account: re-attaches what run `source` detached there.
+    async fn rollback_account(
+        &self,
+        run_id: i64,
+        source: i64,
+        target: &AccountTarget,
+        iam: &Metered<C::Client>,
+    ) -> Result<AccountEnd, StoreError> {
+        let rollback = crate::rollback::AccountRollback {
+            run_id,
+            source,
+            target,
+            iam,
+            store: &self.store,
+            reporter: self.reporter.as_ref(),
+            write_concurrency: self.options.apply.write_concurrency,
+            cancel: &self.cancel,
+        };
+        let done = rollback.run().await?;
+        // The journal counts each item once, by its latest row; the pass adds only how it
+        // ended.
+        let id = target.id.clone();
+        let mut tally = self
+            .store
+            .call(move |s| s.account_tally(run_id, &id))
+            .await?;
+        tally.interrupted = done.tally.interrupted;
+        Ok(AccountEnd::from_applied(tally, done.stop))
+    }
+
+    /// An apply's account: settles what earlier passes left open, then detaches the
+    /// findings of run `findings_run`.
+    async fn apply_account(
+        &self,
+        run_id: i64,
+        findings_run: i64,
+        target: &AccountTarget,
+        iam: &Metered<C::Client>,
+    ) -> Result<AccountEnd, StoreError> {
         let apply = AccountApply {
             run_id,
             target,
-            iam: &iam,
+            iam,
             store: &self.store,
             reporter: self.reporter.as_ref(),
             options: &self.options.apply,

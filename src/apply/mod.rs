@@ -7,6 +7,7 @@
 //! inline policies or roles. No printing, no SQL: events go to the reporter, rows to the store.
 
 mod account;
+mod detach;
 mod proof;
 mod queue;
 mod recover;

@@ -1,0 +1,150 @@
+//! `apply [--run ID] [--yes]`: detaches the direct attachments a group still grants, each proven
+//! live right before it is sent.
+
+use std::io::{IsTerminal, Write};
+
+use super::work::{Work, engine, finish, print_summary, resolve_accounts};
+use super::{AppError, confirm, exit, patterns};
+use crate::apply::ApplyOptions;
+use crate::cancel::Cancel;
+use crate::cli::{ApplyArgs, Cli};
+use crate::config::{self, AccountTarget, AccountsFile};
+use crate::filters::Filters;
+use crate::store::actor::StoreHandle;
+use crate::store::{FindingRow, RunStatus};
+
+pub(super) async fn apply(
+    cli: &Cli,
+    args: &ApplyArgs,
+    cancel: Cancel,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !args.yes && !interactive {
+        return Err(AppError::Usage(
+            "apply changes IAM in your accounts: pass --yes to go ahead (there is no terminal to ask on); nothing was changed".into(),
+        ));
+    }
+    let options = ApplyOptions {
+        max_detaches_per_account: args.max_detaches_per_account,
+        write_concurrency: args.write_concurrency as usize,
+        filters: Filters {
+            exclude_users: patterns(&args.exclude_users, "exclude-user")?,
+            exclude_policies: patterns(&args.exclude_policies, "exclude-policy")?,
+            only_policies: patterns(&args.only_policies, "only-policy")?,
+        },
+        settle: cli.settle,
+        proof_max_age: args.proof_max_age,
+        allow_non_reattachable: args.allow_non_reattachable,
+    };
+    let mut file = config::load(&cli.accounts)?;
+    let work = Work::start(cli)?;
+    let store = work.store.clone();
+    let engine = engine(
+        cli,
+        &work,
+        super::work::options(cli, options),
+        cancel,
+        file.partition,
+    )
+    .await?;
+    if args.run.is_none() {
+        resolve_accounts(&engine.connector, &mut file, engine.options.calls).await?;
+    }
+
+    let source = match args.run {
+        Some(id) => Some(id),
+        None if args.yes => None,
+        None => {
+            // Ask about what a fresh scan shows, then apply exactly that scan's findings.
+            let scan = engine.scan(&file).await?;
+            print_summary(&store, &scan, out).await?;
+            if scan.status == RunStatus::Interrupted {
+                return finish(cli, &store, &scan, out, "report").await;
+            }
+            Some(scan.run_id)
+        }
+    };
+    let result = match source {
+        None => engine.apply(&file).await?,
+        Some(id) => {
+            let targets = apply_targets(&store, id, &file).await?;
+            if !args.yes {
+                let rows = store.call(move |s| s.report(id)).await?;
+                if !confirm(&prompt(id, &rows, &engine.options.apply, &targets))? {
+                    let _ = writeln!(out, "nothing was changed");
+                    return Ok(exit::OK);
+                }
+            }
+            engine.apply_run(id, &file, targets).await?
+        }
+    };
+    finish(cli, &store, &result, out, "apply").await
+}
+
+/// The accounts scan run `id` read: as the accounts file describes them now (its role and
+/// filters), or as the scan ran them if the file no longer lists them.
+async fn apply_targets(
+    store: &StoreHandle,
+    id: i64,
+    file: &AccountsFile,
+) -> Result<Vec<AccountTarget>, AppError> {
+    let run = store.call(move |s| s.run(id)).await?;
+    if run.kind == "rollback" {
+        return Err(AppError::Usage(format!(
+            "run {id} is a rollback; apply --run takes a scan (or apply) run"
+        )));
+    }
+    let scanned = store.call(move |s| s.scanned_targets(id)).await?;
+    if scanned.is_empty() {
+        return Err(AppError::Usage(format!(
+            "run {id} recorded no scanned account; run `iamsweep scan` first"
+        )));
+    }
+    Ok(scanned
+        .into_iter()
+        .map(|t| {
+            file.accounts
+                .iter()
+                .find(|a| a.id == t.id)
+                .cloned()
+                .unwrap_or(t)
+        })
+        .collect())
+}
+
+/// What apply is about to do, per account.
+fn prompt(
+    id: i64,
+    rows: &[FindingRow],
+    options: &ApplyOptions,
+    targets: &[AccountTarget],
+) -> String {
+    let mut text = format!("apply the findings of run {id}:\n");
+    let mut total = 0;
+    for t in targets {
+        let mine: Vec<&FindingRow> = rows
+            .iter()
+            .filter(|r| {
+                r.account_id == t.id.as_str()
+                    && r.kind == "redundant_direct"
+                    && ![&t.filters, &options.filters]
+                        .iter()
+                        .any(|f| f.user_excluded(&r.user_name) || !f.policy_selected(&r.policy_arn))
+            })
+            .collect();
+        let mut users: Vec<&str> = mine.iter().map(|r| r.user_name.as_str()).collect();
+        users.dedup();
+        total += mine.len();
+        text.push_str(&format!(
+            "  {}: up to {} detaches for {} users\n",
+            t.label(),
+            mine.len(),
+            users.len()
+        ));
+    }
+    text.push_str(&format!(
+        "each is verified live first; direct-only attachments, groups and memberships are never touched.\ndetach up to {total} direct attachments? type yes to go ahead: "
+    ));
+    text
+}

@@ -1,0 +1,31 @@
+//! `doctor [--apply]`: checks each account's role and permissions before a run.
+
+use std::io::Write;
+
+use super::work::{connector, options, resolve_accounts};
+use super::{AppError, exit};
+use crate::apply::ApplyOptions;
+use crate::cli::Cli;
+use crate::config;
+use crate::report;
+
+pub(super) async fn doctor(cli: &Cli, apply: bool, out: &mut impl Write) -> Result<u8, AppError> {
+    let mut file = config::load(&cli.accounts)?;
+    let connector = connector(cli, cli.call_timeout, file.partition).await?;
+    let calls = options(cli, ApplyOptions::default()).calls;
+    resolve_accounts(&connector, &mut file, calls).await?;
+    let checks = crate::doctor::check(
+        &connector,
+        &file.accounts,
+        apply,
+        cli.concurrency.map_or(16, usize::from),
+        calls,
+    )
+    .await;
+    let _ = out.write_all(report::doctor(&checks).as_bytes());
+    Ok(if checks.iter().all(|c| c.ok()) {
+        exit::OK
+    } else {
+        exit::FAILURES
+    })
+}

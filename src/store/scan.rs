@@ -1,0 +1,131 @@
+//! Scan records: the findings a scan saw, and which of them an apply takes.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::runs::write_calls;
+use super::*;
+
+impl Store {
+    /// Records one account's scan: its findings, counts and API calls, in one transaction.
+    /// `status` is `scanned` when an apply follows in the same run, else `completed`.
+    pub fn record_scan(
+        &mut self,
+        run_id: i64,
+        account: &AccountId,
+        scan: &AccountFindings,
+        calls: &CallCounts,
+        status: AccountStatus,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO findings (run_id, account_id, user_name, user_arn, policy_arn,
+                                       policy_name, kind, covering_groups, user_id,
+                                       covering_group_ids)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for f in &scan.findings {
+                stmt.execute(params![
+                    run_id,
+                    account.as_str(),
+                    f.user_name.as_str(),
+                    f.user_arn,
+                    f.policy_arn.as_str(),
+                    f.policy_name,
+                    f.kind.as_str(),
+                    serde_json::to_string(&f.covering_groups).expect("names serialize"),
+                    f.user_id,
+                    (!f.covering_group_ids.is_empty()).then(|| {
+                        serde_json::to_string(&f.covering_group_ids).expect("ids serialize")
+                    }),
+                ])?;
+            }
+        }
+        tx.execute(
+            "UPDATE run_accounts SET status = ?3, users_seen = ?4, groups_seen = ?5,
+                    users_excluded = ?6, redundant_count = ?7, direct_only_count = ?8,
+                    error_code = NULL, error_message = NULL, scanned_at = ?10,
+                    finished_at = CASE WHEN ?3 = 'completed' THEN ?9 ELSE finished_at END
+             WHERE run_id = ?1 AND account_id = ?2",
+            params![
+                run_id,
+                account.as_str(),
+                status.as_str(),
+                scan.users_seen,
+                scan.groups_seen,
+                scan.users_excluded,
+                scan.count(FindingKind::RedundantDirect),
+                scan.count(FindingKind::DirectOnly),
+                now(),
+                scan.read_at,
+            ],
+        )?;
+        write_calls(&tx, run_id, account, calls)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The redundant findings of `findings_run` in `account` that run `action_run` has not
+    /// settled: never acted on, or whose latest action failed or was interrupted.
+    pub fn findings_to_apply(
+        &self,
+        findings_run: i64,
+        action_run: i64,
+        account: &AccountId,
+    ) -> Result<Vec<(i64, Finding)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT f.id, f.user_name, f.user_arn, f.policy_arn, f.policy_name, f.kind,
+                    f.covering_groups, f.user_id, f.covering_group_ids
+             FROM findings f
+             LEFT JOIN actions x ON x.id = (SELECT max(y.id) FROM actions y
+                                            WHERE y.finding_id = f.id AND y.run_id = ?2)
+             WHERE f.run_id = ?1 AND f.account_id = ?3 AND f.kind = 'redundant_direct'
+               AND (x.id IS NULL
+                    OR x.status = 'interrupted'
+                    OR (x.status = 'failed' AND coalesce(x.reason, '') <> 'reattach_failed'))
+             ORDER BY f.user_name, f.policy_arn",
+        )?;
+        let rows = stmt.query_map(params![findings_run, action_run, account.as_str()], |r| {
+            Ok((r.get::<_, i64>(0)?, finding_at(r, 1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When the scan of run `run_id` read `account` (`None` if it never did).
+    pub fn scanned_at(
+        &self,
+        run_id: i64,
+        account: &AccountId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT coalesce(scanned_at, finished_at, started_at) FROM run_accounts
+                 WHERE run_id = ?1 AND account_id = ?2",
+                params![run_id, account.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+}
+
+/// A finding from eight consecutive columns, starting at `at`: user_name, user_arn,
+/// policy_arn, policy_name, kind, covering_groups, user_id, covering_group_ids.
+pub(super) fn finding_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Finding> {
+    let kind: String = r.get(at + 4)?;
+    let groups: String = r.get(at + 5)?;
+    let group_ids: Option<String> = r.get(at + 7)?;
+    Ok(Finding {
+        user_name: UserName::new(r.get::<_, String>(at)?),
+        user_id: r.get(at + 6)?,
+        user_arn: r.get(at + 1)?,
+        policy_arn: PolicyArn::new(r.get::<_, String>(at + 2)?),
+        policy_name: r.get(at + 3)?,
+        kind: FindingKind::parse(&kind).unwrap_or(FindingKind::RedundantDirect),
+        covering_groups: serde_json::from_str(&groups).unwrap_or_default(),
+        covering_group_ids: group_ids
+            .and_then(|ids| serde_json::from_str(&ids).ok())
+            .unwrap_or_default(),
+    })
+}
