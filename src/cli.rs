@@ -184,6 +184,11 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub yes: bool,
 
+    /// At most N detaches in this run, across all accounts (and its resumes); the rest stay
+    /// open, the run ends normally and says the command that continues.
+    #[arg(long, value_name = "N")]
+    pub max_detaches: Option<u64>,
+
     /// Stop an account before it would make more than N detaches.
     #[arg(long, value_name = "N")]
     pub max_detaches_per_account: Option<u64>,

@@ -2,6 +2,8 @@
 //! The only place that exits.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use clap::Parser;
 use iamsweep::app;
@@ -28,26 +30,51 @@ fn main() -> ExitCode {
         }
     };
     let cancel = Cancel::new();
-    let on_signal = cancel.clone();
-    runtime.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
-        }
-        on_signal.cancel();
-        eprintln!(
-            "\nstopping: no new work is started; calls in flight finish and are journaled (Ctrl-C again to quit at once)"
-        );
-        if tokio::signal::ctrl_c().await.is_ok() {
-            // The journal stays consistent: every intent was committed before its call.
-            eprintln!("quitting now; `iamsweep resume` reconciles what was in flight");
-            std::process::exit(i32::from(app::exit::INTERRUPTED));
-        }
-    });
-    match runtime.block_on(app::run(cli, cancel)) {
-        Ok(code) => ExitCode::from(code),
+    let stopped_by = Arc::new(AtomicU8::new(0));
+    runtime.spawn(watch_signals(cancel.clone(), stopped_by.clone()));
+    let code = runtime.block_on(app::run(cli, cancel));
+    // An interrupted run says which signal stopped it: 130 (SIGINT), 143 (SIGTERM), 129
+    // (SIGHUP), as shells and schedulers expect.
+    let by_signal = |code: u8| match stopped_by.load(Ordering::SeqCst) {
+        0 => code,
+        signal_code if code == app::exit::INTERRUPTED => signal_code,
+        _ => code,
+    };
+    match code {
+        Ok(code) => ExitCode::from(by_signal(code)),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Ctrl-C (SIGINT), SIGTERM (schedulers stopping a job) and SIGHUP (a closed terminal) stop
+/// the run the same way: no new work, calls in flight finish and are journaled, the run is
+/// `interrupted`. A second signal quits at once: every intent was committed before its call.
+async fn watch_signals(cancel: Cancel, stopped_by: Arc<AtomicU8>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    let mut next = async || -> (&'static str, u8) {
+        tokio::select! {
+            _ = int.recv() => ("Ctrl-C", app::exit::INTERRUPTED),
+            _ = term.recv() => ("SIGTERM", app::exit::TERMINATED),
+            _ = hup.recv() => ("SIGHUP", app::exit::HANGUP),
+        }
+    };
+    let (name, code) = next().await;
+    stopped_by.store(code, Ordering::SeqCst);
+    cancel.cancel();
+    eprintln!(
+        "\nstopping ({name}): no new work is started; calls in flight finish and are journaled (a second signal quits at once)"
+    );
+    let _ = next().await;
+    eprintln!("quitting now; `iamsweep resume` reconciles what was in flight");
+    std::process::exit(i32::from(code));
 }

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{AccountApply, ApplyOptions, Tally};
+use crate::apply::{AccountApply, ApplyOptions, RunCap, Tally};
 use crate::aws::{AwsError, Connector, ErrorKind};
 use crate::calls::{CallPolicy, Meter, Metered, Pacer};
 use crate::cancel::Cancel;
@@ -345,6 +345,7 @@ impl<C: Connector> Engine<C> {
                                     reporter: self.reporter.as_ref(),
                                     options: &self.options.apply,
                                     cancel: &self.cancel,
+                                    cap: &RunCap::unlimited(),
                                 }
                                 .recover()
                                 .await?
@@ -416,6 +417,14 @@ impl<C: Connector> Engine<C> {
         // Every account's AssumeRole is made by one principal: one pace for all of them,
         // unpaced until STS throttles.
         let sts = Arc::new(Pacer::new(None));
+        // `--max-detaches` counts what the run made before it was resumed.
+        let cap = match self.options.apply.max_detaches {
+            Some(max) => {
+                let made = self.store.call(move |s| s.made_detaches(run_id)).await?;
+                RunCap::new(Some(max), made)
+            }
+            None => RunCap::unlimited(),
+        };
         let waiting = jobs.iter();
         let mut results = FuturesUnordered::new();
         let mut ends = Ends::default();
@@ -426,7 +435,7 @@ impl<C: Connector> Engine<C> {
                 let Some((t, plan)) = waiting.next() else {
                     break;
                 };
-                results.push(self.account(run_id, t, *plan, &limiter, &sts));
+                results.push(self.account(run_id, t, *plan, &limiter, &sts, &cap));
             }
             // The limit may grow while every account in flight is still busy (an apply
             // waiting out its settle window): look again now and then, not only when one ends.
@@ -491,6 +500,7 @@ impl<C: Connector> Engine<C> {
         plan: Plan,
         limiter: &Arc<Limiter>,
         sts: &Arc<Pacer>,
+        cap: &RunCap,
     ) -> Result<AccountEnd, StoreError> {
         if self.cancel.is_cancelled() {
             return Ok(AccountEnd::Interrupted);
@@ -510,7 +520,7 @@ impl<C: Connector> Engine<C> {
         });
         let observer: Arc<dyn Observe> = limiter.clone();
         let meter = Meter::shared(self.options.calls, prior, Some(observer), Some(sts.clone()));
-        let end = match self.account_work(run_id, target, plan, &meter).await {
+        let end = match self.account_work(run_id, target, plan, &meter, cap).await {
             Ok(end) => end,
             Err(e) => {
                 // The calls made are written if the database still takes them.
@@ -566,6 +576,7 @@ impl<C: Connector> Engine<C> {
         target: &AccountTarget,
         plan: Plan,
         meter: &Arc<Meter>,
+        cap: &RunCap,
     ) -> Result<AccountEnd, StoreError> {
         let phase = |phase| {
             self.reporter.report(&Event::Phase {
@@ -591,7 +602,8 @@ impl<C: Connector> Engine<C> {
                 return self.rollback_account(run_id, source, target, &iam).await;
             }
         };
-        self.apply_account(run_id, findings_run, target, &iam).await
+        self.apply_account(run_id, findings_run, target, &iam, cap)
+            .await
     }
 
     /// Step one of a scan: reads the account and records its findings. `Err(end)` when the
@@ -675,6 +687,7 @@ impl<C: Connector> Engine<C> {
         findings_run: i64,
         target: &AccountTarget,
         iam: &Metered<C::Client>,
+        cap: &RunCap,
     ) -> Result<AccountEnd, StoreError> {
         let apply = AccountApply {
             run_id,
@@ -684,6 +697,7 @@ impl<C: Connector> Engine<C> {
             reporter: self.reporter.as_ref(),
             options: &self.options.apply,
             cancel: &self.cancel,
+            cap,
         };
         let recovered = apply.recover().await?;
         if recovered.stop.is_some() {

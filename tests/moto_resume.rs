@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -188,6 +189,75 @@ fn ctrl_c_twice_quits_at_once_and_the_journal_stays_consistent() {
     let out = w.iamsweep(&["resume"]);
     assert_exit(&out, 0);
     assert_done_exactly_once(&w, &accounts);
+}
+
+/// A scheduler's stop (SIGTERM) or a closed terminal (SIGHUP) during an apply whose answers
+/// are slow: the process ends with the signal's code within the call timeout, the run is
+/// `interrupted` with every row settled, and resume reaches the same end state as a run never
+/// stopped.
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn sigterm_or_sighup_during_a_slow_apply_stops_cleanly_and_resume_finishes() {
+    for (sig, code, first) in [
+        ("-TERM", 143, 100000000181_u64),
+        ("-HUP", 129, 100000000191),
+    ] {
+        let (w, accounts) = scenario(first);
+        let proxy = common::proxy::Proxy::start(&moto_url());
+        // Every detach is answered 2 s after moto acted: at the signal, detaches are in flight.
+        proxy.set_schedule(|s| {
+            (s.action == "DetachUserPolicy")
+                .then_some(common::proxy::Fault::SlowAnswer(Duration::from_secs(2)))
+        });
+        let mut child = iamsweep_command(
+            &w.db(),
+            &w.accounts(),
+            &["--settle", "1s", "--call-timeout", "5s", "apply", "--yes"],
+        )
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn iamsweep");
+        wait_until(
+            &w.db(),
+            "SELECT count(*) FROM actions WHERE status = 'detached'",
+            |n| n >= 10,
+            &mut child,
+        );
+        let signalled = Instant::now();
+        signal(&child, sig);
+        let out = child.wait_with_output().unwrap();
+        let took = signalled.elapsed();
+        assert_exit(&out, code);
+        // In flight: at most one slow answer (2 s) and the settle window (1 s) to wait for,
+        // well inside the call timeout (5 s) plus the settling.
+        assert!(
+            took < Duration::from_secs(12),
+            "{sig}: ended {took:?} after the signal"
+        );
+        let text = stdout(&out);
+        assert!(
+            text.contains("interrupted: run 1 stopped cleanly"),
+            "{text}"
+        );
+        assert!(text.contains("resume 1"), "{text}");
+        assert_eq!(w.sql::<String>("SELECT status FROM runs"), "interrupted");
+        assert_eq!(
+            w.sql::<i64>(
+                "SELECT count(*) FROM actions WHERE status IN ('pending', 'unknown', 'reverting')"
+            ),
+            0,
+            "{sig}: every write in flight was settled before the exit"
+        );
+        let detached: i64 = w.sql("SELECT count(*) FROM actions WHERE status = 'detached'");
+        eprintln!("{sig}: exit {code} {took:?} after the signal, {detached} detached before it");
+
+        let out = w.iamsweep(&["resume", "1"]);
+        assert_exit(&out, 0);
+        assert_done_exactly_once(&w, &accounts);
+    }
 }
 
 #[test]

@@ -27,6 +27,7 @@ pub(super) async fn apply(
     }
     let options = ApplyOptions {
         max_detaches_per_account: args.max_detaches_per_account,
+        max_detaches: args.max_detaches,
         write_concurrency: args.write_concurrency as usize,
         filters: Filters {
             exclude_users: patterns(&args.exclude_users, "exclude-user")?,
@@ -79,7 +80,49 @@ pub(super) async fn apply(
             engine.apply_run(id, &file, targets).await?
         }
     };
-    finish(cli, &store, &result, out, "apply").await
+    let code = finish(cli, &store, &result, out, "apply").await?;
+    if let Some(max) = args.max_detaches
+        && result.status != RunStatus::Interrupted
+    {
+        capped(
+            cli,
+            &store,
+            max,
+            source.unwrap_or(result.run_id),
+            result.run_id,
+            out,
+        )
+        .await?;
+    }
+    Ok(code)
+}
+
+/// Says what `--max-detaches` left for a later run, and the command that continues.
+async fn capped(
+    cli: &Cli,
+    store: &StoreHandle,
+    max: u64,
+    findings_run: i64,
+    run_id: i64,
+    out: &mut impl Write,
+) -> Result<(), AppError> {
+    let (made, left) = store
+        .call(move |s| {
+            Ok((
+                s.made_detaches(run_id)?,
+                s.untried_findings(findings_run, run_id)?,
+            ))
+        })
+        .await?;
+    if made < max || left == 0 {
+        return Ok(());
+    }
+    let _ = writeln!(
+        out,
+        "cap: --max-detaches {max} reached ({made} detached); {left} findings of run {findings_run} are left for a later run; continue with:\n  iamsweep --db {} apply --run {findings_run} --yes --max-detaches {max}",
+        crate::report::shell_quote(&cli.db.display().to_string())
+    );
+    Ok(())
 }
 
 /// The accounts scan run `id` read: as the accounts file describes them now (its role and

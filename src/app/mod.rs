@@ -34,8 +34,12 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// `scan --fail-on any|new` found what it was asked to fail on.
     pub const FOUND: u8 = 3;
-    /// Stopped by Ctrl-C; the run is `interrupted` and `iamsweep resume` continues it.
+    /// Stopped by Ctrl-C (SIGINT); the run is `interrupted` and `iamsweep resume` continues it.
     pub const INTERRUPTED: u8 = 130;
+    /// Stopped by SIGTERM (a scheduler stopping the job), like Ctrl-C.
+    pub const TERMINATED: u8 = 143;
+    /// Stopped by SIGHUP (its terminal closed), like Ctrl-C.
+    pub const HANGUP: u8 = 129;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::detach::role_cannot;
 use super::proof::Proofs;
 use super::queue::Queue;
-use super::{Applied, ApplyOptions, Tally, reason};
+use super::{Applied, ApplyOptions, RunCap, Tally, reason};
 use crate::aws::{AwsError, ErrorKind, Iam};
 use crate::calls::Metered;
 use crate::cancel::Cancel;
@@ -34,6 +34,8 @@ pub struct AccountApply<'a, I> {
     pub reporter: &'a dyn Reporter,
     pub options: &'a ApplyOptions,
     pub cancel: &'a Cancel,
+    /// The run's `--max-detaches`, shared by its accounts.
+    pub cap: &'a RunCap,
 }
 
 pub(super) struct Budget {
@@ -109,7 +111,7 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
 
     /// Whether no new detach may start: Ctrl-C, a stop, a failed database or the breaker.
     pub(super) fn halted(&self) -> bool {
-        self.stopping() || self.budget.tripped.load(Ordering::SeqCst)
+        self.stopping() || self.budget.tripped.load(Ordering::SeqCst) || self.app.cap.reached()
     }
 
     /// Whether the run is stopping here: Ctrl-C, a stop or a failed database (not the breaker,
@@ -223,9 +225,28 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
     /// Findings were left open because the run is stopping (not because of the breaker, which
     /// says so itself).
     pub(super) fn note_interrupted(&self) {
-        if !self.budget.tripped.load(Ordering::SeqCst) {
+        if !self.budget.tripped.load(Ordering::SeqCst) && !self.app.cap.reached() {
             self.interrupted.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// Takes one detach from the account's breaker and the run's cap; false (nothing taken)
+    /// when either is spent.
+    pub(super) fn take_budget(&self) -> bool {
+        if !self.budget.take() {
+            return false;
+        }
+        if !self.app.cap.take() {
+            self.budget.give_back();
+            return false;
+        }
+        true
+    }
+
+    /// A detach that did not happen counts against neither limit.
+    pub(super) fn give_back(&self) {
+        self.budget.give_back();
+        self.app.cap.give_back();
     }
 
     /// How the pass ended, beyond the journal.

@@ -90,7 +90,7 @@ impl<I: Iam> Pass<'_, '_, I> {
                 self.note_interrupted();
                 return Ok(());
             }
-            if !self.budget.take() {
+            if !self.take_budget() {
                 // Left without a journal row: the finding stays open for a later run.
                 return Ok(());
             }
@@ -118,7 +118,7 @@ impl<I: Iam> Pass<'_, '_, I> {
                     if outcome.status == ActionStatus::Interrupted && self.stopping() {
                         self.note_interrupted();
                     }
-                    self.budget.give_back();
+                    self.give_back();
                     self.record(action_id, outcome).await?;
                     tries += 1;
                     if again && tries <= MAX_TRIES && !self.halted() {
@@ -162,7 +162,7 @@ impl<I: Iam> Pass<'_, '_, I> {
                     self.due.push(post_check(request_id));
                 }
                 Err(e) if e.kind == ErrorKind::NoSuchEntity => {
-                    self.budget.give_back();
+                    self.give_back();
                     record(Outcome {
                         request_id: e.request_id.clone(),
                         ..Outcome::because(ActionStatus::AlreadyDetached, reason::NO_SUCH_ENTITY)
@@ -185,7 +185,7 @@ impl<I: Iam> Pass<'_, '_, I> {
                         }
                         Ok(_) if self.app.options.settle.is_zero() => {
                             // No window to wait for: a read showing it attached is the truth.
-                            self.budget.give_back();
+                            self.give_back();
                             record(Outcome {
                                 error: Some(e),
                                 ..Outcome::because(ActionStatus::Interrupted, reason::NOT_EXECUTED)
@@ -197,7 +197,7 @@ impl<I: Iam> Pass<'_, '_, I> {
                             }
                         }
                         Err(read) if read.kind == ErrorKind::NoSuchEntity => {
-                            self.budget.give_back();
+                            self.give_back();
                             record(Outcome::because(ActionStatus::Skipped, reason::USER_GONE))
                                 .await?;
                         }
@@ -222,7 +222,7 @@ impl<I: Iam> Pass<'_, '_, I> {
                 }
                 Err(e) if e.kind == ErrorKind::Conflict => {
                     // Another change to the user was in progress; nothing was done.
-                    self.budget.give_back();
+                    self.give_back();
                     record(Outcome {
                         error: Some(e.clone()),
                         ..Outcome::because(
@@ -249,7 +249,7 @@ impl<I: Iam> Pass<'_, '_, I> {
                 }
                 Err(e) if e.kind == ErrorKind::Credentials => {
                     // Refused before anything was done; the run stops.
-                    self.budget.give_back();
+                    self.give_back();
                     self.halt(e.clone());
                     record(Outcome {
                         error: Some(e),

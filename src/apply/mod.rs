@@ -7,6 +7,7 @@
 //! inline policies or roles. No printing, no SQL: events go to the reporter, rows to the store.
 
 mod account;
+mod cap;
 mod detach;
 mod proof;
 mod queue;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 /// Counted by the store, which owns the journal: taken from below.
 pub use crate::store::Tally;
 pub use account::AccountApply;
+pub use cap::RunCap;
 pub(crate) use settle::explain_attach_error;
 
 use crate::aws::AwsError;
@@ -31,6 +33,9 @@ use crate::filters::Filters;
 pub struct ApplyOptions {
     /// Circuit breaker: an account stops before its detach number N + 1.
     pub max_detaches_per_account: Option<u64>,
+    /// A cap per run: at most N detaches across its accounts; the rest stay open and the run
+    /// ends normally.
+    pub max_detaches: Option<u64>,
     /// Users verified and detached at once within one account.
     pub write_concurrency: usize,
     /// Added to each account's own filters.
@@ -49,6 +54,7 @@ impl Default for ApplyOptions {
     fn default() -> Self {
         Self {
             max_detaches_per_account: None,
+            max_detaches: None,
             write_concurrency: 4,
             filters: Filters::default(),
             settle: Duration::from_secs(15),

@@ -120,7 +120,7 @@ impl<I: Iam> Pass<'_, '_, I> {
                 ..item
             })),
             ActionStatus::Interrupted if self.retry_not_executed && !self.halted() => {
-                self.budget.give_back();
+                self.give_back();
                 self.attempt(item.finding_id, item.finding, tries + 1)
                     .await?;
                 Ok(None)

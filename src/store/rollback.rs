@@ -15,6 +15,28 @@ impl Store {
         )?)
     }
 
+    /// The detaches run `run_id` made, in every account, whatever happened after (its cap
+    /// counts them when it is resumed).
+    pub fn made_detaches(&self, run_id: i64) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            &format!("SELECT count(*) FROM actions x WHERE x.run_id = ?1 AND {MADE_DETACH}"),
+            params![run_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Redundant findings of run `findings_run` that run `action_run` has not tried (no
+    /// journal row): what a cap left for a later run.
+    pub fn untried_findings(&self, findings_run: i64, action_run: i64) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM findings f
+             WHERE f.run_id = ?1 AND f.kind = 'redundant_direct'
+               AND NOT EXISTS (SELECT 1 FROM actions x WHERE x.finding_id = f.id AND x.run_id = ?2)",
+            params![findings_run, action_run],
+            |r| r.get(0),
+        )?)
+    }
+
     // --- rollback ------------------------------------------------------------------------
 
     /// The successful detaches of `run_id` not rolled back yet (optionally of one account).

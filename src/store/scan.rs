@@ -66,7 +66,8 @@ impl Store {
     }
 
     /// The redundant findings of `findings_run` in `account` that run `action_run` has not
-    /// settled: never acted on, or whose latest action failed or was interrupted.
+    /// settled: never acted on, or whose latest action failed or was interrupted; not those an
+    /// earlier apply detached (and no rollback re-attached).
     pub fn findings_to_apply(
         &self,
         findings_run: i64,
@@ -83,6 +84,11 @@ impl Store {
                AND (x.id IS NULL
                     OR x.status = 'interrupted'
                     OR (x.status = 'failed' AND coalesce(x.reason, '') <> 'reattach_failed'))
+               -- Detached by an earlier apply of the same scan (a capped run continued, say)
+               -- and not rolled back: nothing left to do, and no call to repeat.
+               AND NOT EXISTS (SELECT 1 FROM actions z
+                               WHERE z.finding_id = f.id AND z.run_id <> ?2
+                                 AND z.status = 'detached' AND z.rolled_back_by IS NULL)
              ORDER BY f.user_name, f.policy_arn",
         )?;
         let rows = stmt.query_map(params![findings_run, action_run, account.as_str()], |r| {

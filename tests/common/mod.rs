@@ -366,7 +366,7 @@ impl Workdir {
 }
 
 /// The binary with emulator credentials, and nothing from the developer's AWS setup.
-fn iamsweep_command(db: &Path, accounts: &Path, args: &[&str]) -> Command {
+pub fn iamsweep_command(db: &Path, accounts: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_iamsweep"));
     cmd.arg("--db")
         .arg(db)

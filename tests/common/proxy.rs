@@ -29,6 +29,8 @@ pub enum Fault {
     /// Not forwarded: answered `403` with this error code (`InvalidClientTokenId`,
     /// `ExpiredToken`, `AccessDenied`...).
     Refuse(&'static str),
+    /// Forwarded (moto acts), answered after this long: a slow network or endpoint.
+    SlowAnswer(Duration),
 }
 
 /// One request as the proxy saw it, for the test's fault schedule.
@@ -157,6 +159,7 @@ fn fault_name(f: Fault) -> &'static str {
         Fault::HangAfter => "hang_after",
         Fault::Throttle => "throttle",
         Fault::Refuse(_) => "refuse",
+        Fault::SlowAnswer(_) => "slow",
     }
 }
 
@@ -377,6 +380,11 @@ async fn serve(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> s
                 seen.seq,
             );
             client.write_all(&a).await?;
+        }
+        Some(Fault::SlowAnswer(delay)) => {
+            let answer = forward(upstream, &req).await?;
+            tokio::time::sleep(delay).await;
+            client.write_all(&closing(&answer)).await?;
         }
         Some(Fault::ResetBefore) => reset(client),
         Some(Fault::DropAfter) => match lag {
