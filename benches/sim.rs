@@ -243,6 +243,7 @@ fn sqlite(args: &[String]) {
                 } else {
                     vec![]
                 },
+                exception: None,
             })
             .collect();
         AccountFindings {

@@ -115,6 +115,12 @@ pub enum Command {
         #[arg(long)]
         unchanged: bool,
     },
+    /// Each [[exception]] of the accounts file: live, expiring (14 days), expired or unmatched,
+    /// and how many findings of the latest scan it covers.
+    Exceptions {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Every run, with status, times and counts.
     Runs {
         #[arg(long, value_enum, default_value = "table")]

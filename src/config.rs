@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::exceptions::Exception;
 use crate::filters::{Filters, Patterns};
 use crate::model::{AccountId, Partition};
 
@@ -81,6 +82,8 @@ pub struct AccountsFile {
     /// The one partition every account of the file is in: every client (the base credential
     /// chain, STS, IAM, Organizations) is built for it.
     pub partition: Partition,
+    /// `[[exception]]` tables, in file order, live or expired.
+    pub exceptions: Vec<Exception>,
     defaults: RawDefaults,
 }
 
@@ -108,6 +111,7 @@ impl AccountsFile {
             text,
             accounts,
             organization: None,
+            exceptions: Vec::new(),
             defaults: RawDefaults::default(),
         }
     }
@@ -137,6 +141,7 @@ impl AccountsFile {
         let mut target =
             resolve_account(&self.path, &self.text, raw, &self.defaults, self.partition)?;
         target.origin = Some(origin.to_owned());
+        target.filters.exceptions = covering(&self.exceptions, &target.id);
         Ok(target)
     }
 }
@@ -169,6 +174,19 @@ struct RawFile {
     organization: Option<Spanned<RawOrganization>>,
     #[serde(default)]
     account: Vec<Spanned<RawAccount>>,
+    #[serde(default)]
+    exception: Vec<Spanned<RawException>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawException {
+    accounts: Option<Spanned<Vec<String>>>,
+    users: Option<Spanned<Vec<String>>>,
+    policies: Option<Spanned<Vec<String>>>,
+    reason: Option<Spanned<String>>,
+    owner: Option<Spanned<String>>,
+    expires: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -247,13 +265,19 @@ pub fn parse(path: &str, text: &str) -> Result<AccountsFile, ConfigError> {
         ));
     }
 
+    let exceptions = raw
+        .exception
+        .into_iter()
+        .map(|e| parse_exception(path, text, e))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut accounts = Vec::with_capacity(raw.account.len());
     for entry in raw.account {
         let a = entry.into_inner();
         let id_span = a.id.span();
         let line = line_of(text, id_span.start);
-        let target = resolve_account(path, text, a, &defaults, partition)?;
+        let mut target = resolve_account(path, text, a, &defaults, partition)?;
+        target.filters.exceptions = covering(&exceptions, &target.id);
         if let Some(first) = seen.insert(target.id.to_string(), line) {
             return Err(err(
                 Some(id_span),
@@ -271,6 +295,7 @@ pub fn parse(path: &str, text: &str) -> Result<AccountsFile, ConfigError> {
         accounts,
         organization,
         partition,
+        exceptions,
         defaults,
     };
     if file.accounts.is_empty() {
@@ -559,6 +584,7 @@ fn resolve_account(
             "exclude_policies",
         )?,
         only_policies: list(a.only_policies, &defaults.only_policies, "only_policies")?,
+        exceptions: Vec::new(),
     };
     let name = a.name.map(Spanned::into_inner).filter(|n| !n.is_empty());
     Ok(AccountTarget {
@@ -568,6 +594,109 @@ fn resolve_account(
         access,
         filters,
         origin: None,
+    })
+}
+
+/// The exceptions that name `account` (or every account).
+fn covering(exceptions: &[Exception], account: &AccountId) -> Vec<Exception> {
+    exceptions
+        .iter()
+        .filter(|e| e.accounts.is_empty() || e.accounts.iter().any(|a| a == account.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// One `[[exception]]`: who asked (`owner`), why (`reason`) and until when (`expires`) are
+/// required, and it names users, policies or both (never every finding at once).
+fn parse_exception(
+    path: &str,
+    text: &str,
+    raw: Spanned<RawException>,
+) -> Result<Exception, ConfigError> {
+    let line = line_of(text, raw.span().start);
+    let err = |span: Option<Range<usize>>, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: span.map_or(line, |s| line_of(text, s.start)),
+        message,
+    };
+    let e = raw.into_inner();
+    let required = |v: Option<Spanned<String>>, key: &str, what: &str| match v {
+        Some(s) if !s.get_ref().trim().is_empty() => Ok(s.into_inner()),
+        Some(s) => Err(err(Some(s.span()), format!("key `{key}`: empty; {what}"))),
+        None => Err(err(
+            None,
+            format!("[[exception]]: key `{key}` is required: {what}"),
+        )),
+    };
+    let reason = required(
+        e.reason,
+        "reason",
+        "say why the finding must stay (a change ticket, say)",
+    )?;
+    let owner = required(
+        e.owner,
+        "owner",
+        "say who answers for it (a team's address)",
+    )?;
+    let Some(expires) = e.expires else {
+        return Err(err(
+            None,
+            "[[exception]]: key `expires` is required: a date (2027-01-31, through that day UTC) or a date-time (2027-01-31T18:00:00Z); exceptions that never end are not accepted".into(),
+        ));
+    };
+    let span = expires.span();
+    let toml::Value::Datetime(expires) = expires.into_inner() else {
+        return Err(err(
+            Some(span),
+            "key `expires`: expected a TOML date without quotes (expires = 2027-01-31) or date-time (expires = 2027-01-31T18:00:00Z)".into(),
+        ));
+    };
+    let until = crate::exceptions::until(&expires)
+        .map_err(|m| err(Some(span), format!("key `expires`: {m}")))?;
+    let globs = |v: Option<Spanned<Vec<String>>>, key: &str| -> Result<Patterns, ConfigError> {
+        match v {
+            Some(v) => {
+                let span = v.span();
+                if v.get_ref().is_empty() {
+                    return Err(err(Some(span), format!("key `{key}`: empty list")));
+                }
+                Patterns::new(v.into_inner())
+                    .map_err(|m| err(Some(span), format!("key `{key}`: {m}")))
+            }
+            None => Ok(Patterns::default()),
+        }
+    };
+    let users = globs(e.users, "users")?;
+    let policies = globs(e.policies, "policies")?;
+    if users.is_empty() && policies.is_empty() {
+        return Err(err(
+            None,
+            "[[exception]]: name `users`, `policies` or both (an exception for every finding would switch the tool off)".into(),
+        ));
+    }
+    let accounts = match e.accounts {
+        Some(list) => {
+            let span = list.span();
+            list.into_inner()
+                .into_iter()
+                .map(|a| {
+                    AccountId::parse(&a)
+                        .map(|id| id.to_string())
+                        .map_err(|m| err(Some(span.clone()), format!("key `accounts`: {m}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => Vec::new(),
+    };
+    Ok(Exception {
+        line,
+        accounts,
+        users,
+        policies,
+        reason,
+        owner,
+        expires: expires.to_string(),
+        until,
     })
 }
 
@@ -1004,5 +1133,104 @@ assume_role = false
     fn toml_syntax_errors_carry_the_line() {
         let e = parse_err("[[account]]\nid = \"111111111111\n");
         assert!(e.starts_with("accounts.toml:2: "), "{e}");
+    }
+
+    const TWO: &str = "[[account]]\nid = \"111111111111\"\n\n[[account]]\nid = \"222222222222\"\n";
+
+    #[test]
+    fn exceptions_reach_the_accounts_they_name_with_their_line() {
+        let text = format!(
+            "{TWO}\n[[exception]]\naccounts = [\"111111111111\"]\nusers = [\"ci-*\"]\npolicies = [\"arn:*:iam::aws:policy/ReadOnlyAccess\"]\nreason = \"CHG-1234\"\nowner = \"platform@example.com\"\nexpires = 2027-01-31\n\n[[exception]]\nusers = [\"alice\"]\nreason = \"CHG-9\"\nowner = \"sec@example.com\"\nexpires = 2027-01-31T18:00:00+02:00\n"
+        );
+        let file = parse("accounts.toml", &text).unwrap();
+        assert_eq!(file.exceptions.len(), 2);
+        let (first, second) = (&file.exceptions[0], &file.exceptions[1]);
+        assert_eq!((first.line, second.line), (7, 15));
+        assert_eq!(first.until, "2027-02-01T00:00:00.000Z");
+        assert_eq!(first.expires, "2027-01-31");
+        assert_eq!(second.until, "2027-01-31T16:00:00.000Z");
+        assert!(second.accounts.is_empty(), "every account");
+        let of = |id: &str| {
+            file.accounts
+                .iter()
+                .find(|a| a.id.as_str() == id)
+                .unwrap()
+                .filters
+                .exceptions
+                .iter()
+                .map(|e| e.line)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of("111111111111"), vec![7, 15]);
+        assert_eq!(of("222222222222"), vec![15]);
+    }
+
+    #[test]
+    fn every_exception_key_is_checked_and_named_with_its_line() {
+        let base =
+            "users = [\"alice\"]\nreason = \"CHG-1\"\nowner = \"a@b.c\"\nexpires = 2027-01-31\n";
+        let with = |body: &str| parse_err(&format!("{TWO}\n[[exception]]\n{body}"));
+        // The table starts at line 7; a key's own error is on its own line.
+        for (body, line, needle) in [
+            (
+                base.replace("reason = \"CHG-1\"\n", ""),
+                7,
+                "key `reason` is required",
+            ),
+            (
+                base.replace("owner = \"a@b.c\"\n", ""),
+                7,
+                "key `owner` is required",
+            ),
+            (
+                base.replace("expires = 2027-01-31\n", ""),
+                7,
+                "key `expires` is required",
+            ),
+            (base.replace("\"CHG-1\"", "\" \""), 9, "key `reason`: empty"),
+            (base.replace("\"a@b.c\"", "\"\""), 10, "key `owner`: empty"),
+            (
+                base.replace("2027-01-31", "2027-01-31T18:00:00"),
+                11,
+                "key `expires`: a date-time needs its offset",
+            ),
+            (base.replace("2027-01-31", "\"soon\""), 11, "expires"),
+            (
+                base.replace("users = [\"alice\"]\n", ""),
+                7,
+                "name `users`, `policies` or both",
+            ),
+            (
+                base.replace("[\"alice\"]", "[]"),
+                8,
+                "key `users`: empty list",
+            ),
+            (
+                base.replace("[\"alice\"]", "[\"a[\"]"),
+                8,
+                "key `users`: `a[` is not a valid glob",
+            ),
+            (
+                format!("policies = [\"arn:{{\"]\n{base}"),
+                8,
+                "key `policies`",
+            ),
+            (
+                format!("accounts = [\"12345\"]\n{base}"),
+                8,
+                "key `accounts`",
+            ),
+            (
+                format!("owners = \"x\"\n{base}"),
+                8,
+                "unknown field `owners`",
+            ),
+        ] {
+            let e = with(&body);
+            assert!(
+                e.starts_with(&format!("accounts.toml:{line}: ")) && e.contains(needle),
+                "{body:?}: {e}"
+            );
+        }
     }
 }

@@ -240,14 +240,24 @@ pub struct Gate {
     pub new: u64,
     /// Of those, detached by iamsweep before and back since the previous scan.
     pub reappeared: u64,
+    /// Redundant findings a live `[[exception]]` covered: in none of the counts above.
+    pub excepted: u64,
 }
 
 /// Counts run `run_id`'s redundant findings, and those new or reappeared compared with the
 /// previous recorded scan of each account (not of the whole run: an account that failed last
 /// time is compared with the scan before).
 pub fn gate(store: &Store, run_id: i64) -> Result<Gate, StoreError> {
+    // Findings a live exception covered when the scan saw them are accepted risk: not
+    // counted, new or not.
+    let excepted: std::collections::HashSet<(String, String, String)> =
+        store.excepted_findings(run_id)?.into_iter().collect();
     let mut gate = Gate {
-        redundant: store.run(run_id)?.redundant,
+        redundant: store
+            .run(run_id)?
+            .redundant
+            .saturating_sub(excepted.len() as u64),
+        excepted: excepted.len() as u64,
         ..Gate::default()
     };
     for a in store.scan_coverage(run_id)? {
@@ -256,6 +266,10 @@ pub fn gate(store: &Store, run_id: i64) -> Result<Gate, StoreError> {
         }
         let previous = store.previous_scan(&a.account_id, run_id)?;
         for c in store.changes(previous, run_id, &a.account_id, false)? {
+            let key = (c.account_id, c.user_name, c.policy_arn);
+            if excepted.contains(&key) {
+                continue;
+            }
             match (c.kind.as_str(), c.change) {
                 ("redundant_direct", ChangeKind::New) => gate.new += 1,
                 ("redundant_direct", ChangeKind::Reappeared) => gate.reappeared += 1,

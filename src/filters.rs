@@ -39,6 +39,11 @@ impl Patterns {
         })
     }
 
+    /// The patterns as written.
+    pub fn as_slice(&self) -> &[String] {
+        &self.patterns
+    }
+
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
@@ -80,12 +85,26 @@ pub struct Filters {
     pub exclude_policies: Patterns,
     /// When not empty, apply detaches only these policies (ARN globs).
     pub only_policies: Patterns,
+    /// `[[exception]]` tables that name this account (or every account), live or expired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<crate::exceptions::Exception>,
 }
 
 impl Filters {
     /// IAM user names are unique whatever their case, and so is their exclusion.
     pub fn user_excluded(&self, user: &str) -> bool {
         self.exclude_users.matches_any_case(user)
+    }
+
+    /// The live exception covering this finding of `account`, if any (`now`: a stored time).
+    pub fn exception(
+        &self,
+        account: &str,
+        user: &str,
+        policy: &str,
+        now: &str,
+    ) -> Option<&crate::exceptions::Exception> {
+        crate::exceptions::live(&self.exceptions, account, user, policy, now)
     }
 
     /// Whether apply may act on this policy.

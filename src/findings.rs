@@ -53,6 +53,9 @@ pub struct Finding {
     /// grant.
     #[serde(default)]
     pub covering_group_ids: Vec<String>,
+    /// The live `[[exception]]` that covered it when the scan saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<crate::exceptions::ExceptionMark>,
 }
 
 impl Finding {
@@ -154,6 +157,7 @@ pub fn classify(
                 } else {
                     ids
                 },
+                exception: None,
             });
         }
     }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod diff;
 pub mod doctor;
 pub mod events;
+pub mod exceptions;
 pub mod filters;
 pub mod findings;
 pub mod limiter;

@@ -35,8 +35,21 @@ pub async fn read_account<I: Iam>(
         }
     }
     let read_at = crate::store::now();
+    let mut found = findings::classify(&users, &groups, &target.filters);
+    // A live exception is recorded with each finding it covers, as the scan saw it.
+    for f in &mut found.findings {
+        f.exception = target
+            .filters
+            .exception(
+                target.id.as_str(),
+                f.user_name.as_str(),
+                f.policy_arn.as_str(),
+                &read_at,
+            )
+            .map(|e| e.mark());
+    }
     Ok(Some(AccountFindings {
         read_at: Some(read_at),
-        ..findings::classify(&users, &groups, &target.filters)
+        ..found
     }))
 }

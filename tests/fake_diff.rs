@@ -147,7 +147,8 @@ fn a_detach_that_came_back_is_reappeared_with_its_request_id_and_the_rest_resolv
         Gate {
             redundant: 2,
             new: 1,
-            reappeared: 1
+            reappeared: 1,
+            excepted: 0
         }
     );
 }
@@ -265,7 +266,8 @@ fn an_account_that_failed_in_either_run_is_not_compared_never_all_resolved() {
         Gate {
             redundant: 7,
             new: 1,
-            reappeared: 0
+            reappeared: 0,
+            excepted: 0
         }
     );
     let explicit = diff(&rig, Some(first), Some(back), false);
@@ -286,7 +288,8 @@ fn a_finding_whose_kind_changed_is_the_old_kind_resolved_and_the_new_kind_new() 
         Gate {
             redundant: 1,
             new: 1,
-            reappeared: 0
+            reappeared: 0,
+            excepted: 0
         }
     );
     // A colleague takes alice out of ops and grants OWN to dev.

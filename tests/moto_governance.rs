@@ -129,3 +129,106 @@ fn a_capped_apply_detaches_exactly_n_and_the_printed_command_finishes() {
     });
     assert_eq!(kept, BTreeSet::from(["ops".to_owned()]), "membership kept");
 }
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn a_live_exception_keeps_its_pair_an_expired_one_is_swept_and_fail_on_ignores_the_live_one() {
+    let accounts: Vec<String> = vec!["100000000811".into(), "100000000812".into()];
+    block_on(async {
+        for a in &accounts {
+            seed_many(a, 3).await;
+        }
+    });
+    let (a, b) = (accounts[0].as_str(), accounts[1].as_str());
+    let toml = format!(
+        "{}\n[[exception]]\naccounts = [\"{a}\"]\nusers = [\"USER0001\"]\npolicies = [\"arn:aws:iam::*:policy/Grant1\"]\nreason = \"CHG-1234: the deploy pipeline still needs it\"\nowner = \"platform@example.com\"\nexpires = 2099-12-31\n\n[[exception]]\nusers = [\"user0002\"]\nreason = \"CHG-1000: ended\"\nowner = \"old-team@example.com\"\nexpires = 2020-01-31\n",
+        accounts_toml(&[a, b])
+    );
+    let w = Workdir::new(&toml);
+    // Lines: 2 accounts (2 lines each, a blank between) = 5, blank, then the tables.
+    let scan = w.iamsweep(&["scan"]);
+    assert_exit(&scan, 0);
+    assert!(
+        stderr(&scan).contains(":15: [[exception]] of old-team@example.com expired 2020-01-31"),
+        "{}",
+        stderr(&scan)
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout(&w.iamsweep(&["report", "1", "--format", "json"]))).unwrap();
+    let excepted: Vec<&serde_json::Value> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| !f["exception"].is_null())
+        .collect();
+    assert_eq!(excepted.len(), 1, "only user0001's Grant1 in {a}");
+    assert_eq!(excepted[0]["account_id"], a);
+    assert_eq!(excepted[0]["user_name"], "user0001");
+    assert_eq!(
+        excepted[0]["exception"]["reason"],
+        "CHG-1234: the deploy pipeline still needs it"
+    );
+    assert_eq!(excepted[0]["exception"]["owner"], "platform@example.com");
+    assert_eq!(excepted[0]["exception"]["expires"], "2099-12-31");
+    assert_eq!(excepted[0]["exception"]["line"], 7);
+
+    let html = stdout(&w.iamsweep(&["report", "1", "--format", "html"]));
+    assert!(
+        html.contains(
+            "exception until 2099-12-31 (platform@example.com): CHG-1234: the deploy pipeline still needs it"
+        ),
+        "the HTML report shows the exception"
+    );
+    let table = stdout(&w.iamsweep(&["report", "1"]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("user0001") && l.contains("Grant1") && l.ends_with("exception")),
+        "{table}"
+    );
+
+    let listing = w.iamsweep(&["exceptions"]);
+    assert_exit(&listing, 0);
+    eprintln!("{}", stdout(&listing));
+    let rows: serde_json::Value =
+        serde_json::from_str(&stdout(&w.iamsweep(&["exceptions", "--format", "json"]))).unwrap();
+    assert_eq!(rows[0]["state"], "live");
+    assert_eq!(rows[0]["findings"], 1);
+    assert_eq!(rows[1]["state"], "expired");
+    assert_eq!(
+        rows[1]["findings"], 6,
+        "user0002: 2 redundant + 1 direct-only, in each account"
+    );
+
+    let out = w.iamsweep(&["--settle", "1s", "apply", "--run", "1", "--yes"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        w.rows(
+            "SELECT account_id || ' ' || user_name || ' ' || status || ' ' || coalesce(reason, '')
+             FROM actions WHERE status <> 'detached'"
+        ),
+        vec![format!("{a} user0001 skipped exception")]
+    );
+    let grant1 = format!("arn:aws:iam::{a}:policy/Grant1");
+    block_on(async {
+        let s = Seeder::new(a).await;
+        assert!(
+            s.user_policies("user0001").await.contains(&grant1),
+            "the excepted pair is still attached"
+        );
+        assert!(
+            !s.user_policies("user0002").await.contains(&grant1),
+            "the expired exception no longer protects user0002"
+        );
+    });
+
+    // Only the excepted finding is left: --fail-on any does not fail on it.
+    let gate = w.iamsweep(&["scan", "--fail-on", "any"]);
+    assert_exit(&gate, 0);
+    assert!(
+        stdout(&gate).contains("no redundant finding (1 more covered by a live [[exception]]"),
+        "{}",
+        stdout(&gate)
+    );
+}

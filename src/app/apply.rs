@@ -33,12 +33,14 @@ pub(super) async fn apply(
             exclude_users: patterns(&args.exclude_users, "exclude-user")?,
             exclude_policies: patterns(&args.exclude_policies, "exclude-policy")?,
             only_policies: patterns(&args.only_policies, "only-policy")?,
+            exceptions: Vec::new(),
         },
         settle: cli.settle,
         proof_max_age: args.proof_max_age,
         allow_non_reattachable: args.allow_non_reattachable,
     };
     let mut file = config::load(&cli.accounts)?;
+    super::exceptions::note_expired(&file);
     let work = Work::start(cli)?;
     let store = work.store.clone();
     let engine = engine(

@@ -6,6 +6,7 @@ mod accounts;
 mod apply;
 mod diff;
 mod doctor;
+mod exceptions;
 mod history;
 mod report;
 mod resume;
@@ -105,6 +106,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
         Command::Accounts { format } => accounts::accounts(&cli, *format, &mut out).await,
         Command::Doctor { apply } => doctor::doctor(&cli, *apply, &mut out).await,
         Command::Runs { format } => runs::runs(&cli, *format, &mut out),
+        Command::Exceptions { format } => exceptions::exceptions(&cli, *format, &mut out),
     }
 }
 

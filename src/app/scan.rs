@@ -17,6 +17,7 @@ pub(super) async fn scan(
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
     let mut file = config::load(&cli.accounts)?;
+    super::exceptions::note_expired(&file);
     let work = Work::start(cli)?;
     let engine = engine(
         cli,
@@ -83,6 +84,12 @@ async fn fail_on(
     let code = match (found, code) {
         (true, exit::OK) => exit::FOUND,
         _ => code,
+    };
+    let text = match gate.excepted {
+        0 => text,
+        n => format!(
+            "{text} ({n} more covered by a live [[exception]], not counted; `iamsweep exceptions` lists them)"
+        ),
     };
     let _ = writeln!(
         out,

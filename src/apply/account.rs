@@ -295,18 +295,31 @@ impl<I: Iam> AccountApply<'_, I> {
         scanned_at: Option<SystemTime>,
     ) -> Result<Applied, StoreError> {
         let mut open = Vec::new();
+        // Exceptions are judged now, by the accounts file as it is: one added since the scan
+        // applies, one expired since does not.
+        let now = crate::store::now();
         for (id, f) in findings {
             let filters = [&self.target.filters, &self.options.filters];
             let excluded = filters.iter().any(|fl| {
                 fl.user_excluded(f.user_name.as_str()) || !fl.policy_selected(f.policy_arn.as_str())
             });
-            if excluded {
-                self.settle_now(
-                    id,
-                    &f,
-                    Outcome::because(ActionStatus::Skipped, reason::EXCLUDED),
+            let excepted = filters.iter().any(|fl| {
+                fl.exception(
+                    self.target.id.as_str(),
+                    f.user_name.as_str(),
+                    f.policy_arn.as_str(),
+                    &now,
                 )
-                .await?;
+                .is_some()
+            });
+            if excluded || excepted {
+                let why = if excluded {
+                    reason::EXCLUDED
+                } else {
+                    reason::EXCEPTION
+                };
+                self.settle_now(id, &f, Outcome::because(ActionStatus::Skipped, why))
+                    .await?;
             } else {
                 open.push((id, f));
             }

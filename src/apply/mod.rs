@@ -77,6 +77,8 @@ pub struct Applied {
 /// Skip and outcome reasons, as stored in `actions.reason`.
 pub mod reason {
     pub const EXCLUDED: &str = "excluded";
+    /// A live `[[exception]]` of the accounts file covers it.
+    pub const EXCEPTION: &str = "exception";
     pub const USER_GONE: &str = "user_gone";
     pub const USER_RECREATED: &str = "user_recreated";
     pub const NO_LONGER_COVERED: &str = "no_longer_covered";

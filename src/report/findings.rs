@@ -17,6 +17,8 @@ pub fn findings(rows: &[FindingRow]) -> String {
     // nothing was done with yet says whether it is drift.
     let action = |r: &FindingRow| match &r.action {
         None if r.reappeared.is_some() => "reappeared".to_owned(),
+        // Excepted, nothing done yet (reason, owner and expiry: json, csv, html).
+        None if r.exception.is_some() => "exception".to_owned(),
         None => "-".to_owned(),
         Some(a) => match &a.reason {
             Some(reason) if a.status == "skipped" => reason.clone(),
@@ -53,7 +55,7 @@ pub fn findings(rows: &[FindingRow]) -> String {
     out
 }
 
-const FINDING_CSV_HEADERS: [&str; 14] = [
+const FINDING_CSV_HEADERS: [&str; 15] = [
     "account_id",
     "account_name",
     "account_origin",
@@ -68,6 +70,7 @@ const FINDING_CSV_HEADERS: [&str; 14] = [
     "request_id",
     "detached_in_run",
     "detach_request_id",
+    "exception",
 ];
 
 /// `report --format json|csv`, written as the findings stream from the store: JSON is an array
@@ -148,6 +151,16 @@ impl<W: Write> FindingStream<W> {
                         .and_then(|d| d.detach_request_id)
                         .unwrap_or_default(),
                 )?;
+                out.write_all(b",")?;
+                if let Some(e) = f.exception_mark() {
+                    write_csv_field(
+                        out,
+                        &format!(
+                            "{} (owner {}, expires {}, line {})",
+                            e.reason, e.owner, e.expires, e.line
+                        ),
+                    )?;
+                }
                 out.write_all(b"\n")?;
             }
         }
@@ -227,6 +240,7 @@ mod tests {
             policy_name: PolicyArn::new(policy).policy_name().into(),
             kind: kind.into(),
             covering_groups: groups.iter().map(|s| s.to_string()).collect(),
+            exception: None,
             action: status.map(|(s, r)| ActionSummary {
                 id: 1,
                 run_id: 2,
@@ -313,6 +327,7 @@ mod tests {
                 policy_name: &r.policy_name,
                 kind: &r.kind,
                 covering_groups: groups,
+                exception: None,
                 action: r.action.as_ref().map(|a| crate::store::ActionView {
                     id: a.id,
                     run_id: a.run_id,
@@ -349,6 +364,7 @@ mod tests {
             policy_name: long.into(),
             kind: "redundant_direct".into(),
             covering_groups: vec![long.into(), long.into()],
+            exception: None,
             action: Some(ActionSummary {
                 id: 1,
                 run_id: 2,

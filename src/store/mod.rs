@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_truthful_journal.sql"),
     include_str!("../../migrations/0004_drift.sql"),
     include_str!("../../migrations/0005_send_bounds.sql"),
+    include_str!("../../migrations/0006_exceptions.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -278,7 +279,7 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(
-            err.contains("newer iamsweep (schema version 99; this one knows up to 5)"),
+            err.contains("newer iamsweep (schema version 99; this one knows up to 6)"),
             "{err}"
         );
     }

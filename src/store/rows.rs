@@ -169,6 +169,9 @@ pub struct FindingRow {
     pub policy_name: String,
     pub kind: String,
     pub covering_groups: Vec<String>,
+    /// The live `[[exception]]` that covered it when the scan saw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<crate::exceptions::ExceptionMark>,
     pub action: Option<ActionSummary>,
     /// iamsweep detached it before this scan and it came back: drift (the `drift` view).
     pub reappeared: Option<Reappeared>,
@@ -197,6 +200,9 @@ pub struct FindingView<'a> {
     pub kind: &'a str,
     /// The stored JSON array, passed through as it is.
     pub covering_groups: &'a serde_json::value::RawValue,
+    /// The stored JSON object, passed through as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<&'a serde_json::value::RawValue>,
     pub action: Option<ActionView<'a>>,
     pub reappeared: Option<ReappearedView<'a>>,
 }
@@ -227,6 +233,12 @@ impl FindingView<'_> {
         serde_json::from_str(self.covering_groups.get()).unwrap_or_default()
     }
 
+    /// The exception that covered it, if any.
+    pub fn exception_mark(&self) -> Option<crate::exceptions::ExceptionMark> {
+        self.exception
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+    }
+
     pub fn to_row(&self) -> FindingRow {
         let own = |s: Option<&str>| s.map(str::to_owned);
         FindingRow {
@@ -240,6 +252,7 @@ impl FindingView<'_> {
             policy_name: self.policy_name.to_owned(),
             kind: self.kind.to_owned(),
             covering_groups: self.groups(),
+            exception: self.exception_mark(),
             action: self.action.as_ref().map(|a| ActionSummary {
                 id: a.id,
                 run_id: a.run_id,

@@ -21,8 +21,8 @@ impl Store {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO findings (run_id, account_id, user_name, user_arn, policy_arn,
                                        policy_name, kind, covering_groups, user_id,
-                                       covering_group_ids)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                       covering_group_ids, exception)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             for f in &scan.findings {
                 stmt.execute(params![
@@ -38,6 +38,9 @@ impl Store {
                     (!f.covering_group_ids.is_empty()).then(|| {
                         serde_json::to_string(&f.covering_group_ids).expect("ids serialize")
                     }),
+                    f.exception
+                        .as_ref()
+                        .map(|e| serde_json::to_string(e).expect("exception serializes")),
                 ])?;
             }
         }
@@ -97,6 +100,20 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The redundant findings of run `run_id` a live exception covered when the scan saw them:
+    /// (account, user name, policy ARN).
+    pub fn excepted_findings(
+        &self,
+        run_id: i64,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT account_id, user_name, policy_arn FROM findings
+             WHERE run_id = ?1 AND kind = 'redundant_direct' AND exception IS NOT NULL",
+        )?;
+        let rows = stmt.query_map(params![run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// When the scan of run `run_id` read `account` (`None` if it never did).
     pub fn scanned_at(
         &self,
@@ -133,5 +150,6 @@ pub(super) fn finding_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<F
         covering_group_ids: group_ids
             .and_then(|ids| serde_json::from_str(&ids).ok())
             .unwrap_or_default(),
+        exception: None,
     })
 }

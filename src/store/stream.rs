@@ -21,9 +21,9 @@ const BATCH_ROWS: usize = 2048;
 const IN_FLIGHT: usize = 4;
 
 /// Text cells per finding (user_name, user_arn, policy_arn, policy_name, kind,
-/// covering_groups), per action (status, reason, covering_group, request_id, error_code,
+/// covering_groups, exception), per action (status, reason, covering_group, request_id, error_code,
 /// error_message, finished_at) and per drift detach (request_id, finished_at).
-const FINDING_TEXTS: usize = 6;
+const FINDING_TEXTS: usize = 7;
 const ACTION_TEXTS: usize = 7;
 const DRIFT_TEXTS: usize = 2;
 const TEXTS: usize = FINDING_TEXTS + ACTION_TEXTS + DRIFT_TEXTS;
@@ -163,13 +163,13 @@ impl Store {
                         Some((id, run_id)) => Some(ActionView {
                             id,
                             run_id,
-                            status: required(6)?,
-                            reason: cell(7),
-                            covering_group: cell(8),
-                            request_id: cell(9),
-                            error_code: cell(10),
-                            error_message: cell(11),
-                            finished_at: cell(12),
+                            status: required(FINDING_TEXTS)?,
+                            reason: cell(FINDING_TEXTS + 1),
+                            covering_group: cell(FINDING_TEXTS + 2),
+                            request_id: cell(FINDING_TEXTS + 3),
+                            error_code: cell(FINDING_TEXTS + 4),
+                            error_message: cell(FINDING_TEXTS + 5),
+                            finished_at: cell(FINDING_TEXTS + 6),
                         }),
                         None => None,
                     };
@@ -191,6 +191,11 @@ impl Store {
                         covering_groups: serde_json::from_str(required(5)?).map_err(|e| {
                             StoreError::NotFound(format!(
                                 "finding {finding_id} has unreadable covering groups: {e}"
+                            ))
+                        })?,
+                        exception: cell(6).map(serde_json::from_str).transpose().map_err(|e| {
+                            StoreError::NotFound(format!(
+                                "finding {finding_id} has an unreadable exception: {e}"
                             ))
                         })?,
                         action,
@@ -315,7 +320,8 @@ fn read_rows(
         .ok_or_else(|| StoreError::NotFound(format!("{} is gone", path.display())))?;
     let tx = store.conn.transaction()?;
     let mut findings = tx.prepare(
-        "SELECT id, user_name, user_arn, policy_arn, policy_name, kind, covering_groups
+        "SELECT id, user_name, user_arn, policy_arn, policy_name, kind, covering_groups,
+                exception
          FROM findings WHERE run_id = ?1 AND account_id = ?2 ORDER BY user_name, policy_arn",
     )?;
     const ACTIONS: &str = "SELECT finding_id, id, run_id, status, reason, covering_group,

@@ -385,6 +385,17 @@ fn finding_row(f: &FindingRow) -> String {
             esc(status)
         ),
     };
+    // A live exception when the scan saw it: who answers for it, why and until when.
+    let action = match &f.exception {
+        Some(e) => format!(
+            "{action} <span class=\"meta exception\" title=\"[[exception]] at line {} of the accounts file\">exception until {} ({}): {}</span>",
+            e.line,
+            esc(&e.expires),
+            esc(&e.owner),
+            esc(&e.reason)
+        ),
+        None => action,
+    };
     let drift = match &f.reappeared {
         Some(d) => format!(
             "<span class=\"badge reappeared\">reappeared</span> <span class=\"meta\">detached in run {}</span>",
@@ -499,6 +510,7 @@ mod tests {
             policy_name: crate::model::PolicyArn::new(policy).policy_name().into(),
             kind: kind.into(),
             covering_groups: vec!["ops".into()],
+            exception: None,
             action: action.map(|s| ActionSummary {
                 id: 1,
                 run_id: 3,
