@@ -87,6 +87,14 @@ pub enum Command {
     },
     /// Detach redundant direct attachments, each verified live first.
     Apply(ApplyArgs),
+    /// What `apply --run ID` would detach now, as a file to review (delete the rows not
+    /// approved) and give to `apply --plan FILE`. No AWS call.
+    Plan {
+        /// The scan run (default: the latest run).
+        id: Option<i64>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+    },
     /// Continue an interrupted run (default: the latest unfinished one), with the accounts and
     /// options it started with.
     Resume {
@@ -183,8 +191,13 @@ pub enum FailOn {
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// Apply the findings of this scan run (each still verified live) instead of scanning now.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with = "plan")]
     pub run: Option<i64>,
+
+    /// Apply exactly the items of this reviewed plan (`iamsweep plan`; JSON or CSV), each still
+    /// proven live; an item that is no finding of the plan's run is refused, nothing changed.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<std::path::PathBuf>,
 
     /// Make the changes without asking.
     #[arg(long)]

@@ -391,9 +391,15 @@ impl<C: Connector> Engine<C> {
     ) -> Result<i64, StoreError> {
         let options = serde_json::to_string(&self.options).expect("options serialize");
         let (file, targets, caller) = (file.clone(), targets.to_vec(), self.caller.clone());
+        let digest = self.options.apply.plan_digest.clone();
         self.store
             .call(move |s| {
-                s.create_run_as(kind, source, &file, &targets, &options, caller.as_deref())
+                let id =
+                    s.create_run_as(kind, source, &file, &targets, &options, caller.as_deref())?;
+                if let Some(d) = digest {
+                    s.set_plan_digest(id, &d)?;
+                }
+                Ok(id)
             })
             .await
     }

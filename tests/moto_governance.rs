@@ -232,3 +232,131 @@ fn a_live_exception_keeps_its_pair_an_expired_one_is_swept_and_fail_on_ignores_t
         stdout(&gate)
     );
 }
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn a_reviewed_plan_with_half_its_items_deleted_detaches_exactly_that_half() {
+    use sha2::Digest;
+    let (w, accounts) = scenario(100000000821);
+    assert_exit(&w.iamsweep(&["scan"]), 0);
+    let out = w.iamsweep(&["plan", "1"]);
+    assert_exit(&out, 0);
+    let mut plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let items = plan["items"].as_array().unwrap().clone();
+    assert_eq!(
+        items.len(),
+        2 * USERS * accounts.len(),
+        "every redundant pair"
+    );
+    for key in ["finding_id", "account_id", "user_name", "policy_arn"] {
+        assert!(items.iter().all(|i| !i[key].is_null()), "{key}");
+    }
+    // The reviewer approves every second item.
+    let kept: Vec<serde_json::Value> = items.iter().step_by(2).cloned().collect();
+    plan["items"] = serde_json::Value::Array(kept.clone());
+    let text = serde_json::to_string_pretty(&plan).unwrap();
+    let path = w.dir.path().join("reviewed.json");
+    std::fs::write(&path, &text).unwrap();
+
+    let out = w.iamsweep(&[
+        "--settle",
+        "1s",
+        "apply",
+        "--plan",
+        path.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_exit(&out, 0);
+    let mut want: Vec<i64> = kept
+        .iter()
+        .map(|i| i["finding_id"].as_i64().unwrap())
+        .collect();
+    want.sort_unstable();
+    let got: Vec<i64> = w
+        .rows("SELECT finding_id FROM actions WHERE run_id = 2 AND status = 'detached' ORDER BY finding_id")
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(got, want, "exactly the approved items");
+    assert_eq!(
+        w.sql::<i64>("SELECT count(*) FROM actions WHERE run_id = 2"),
+        want.len() as i64
+    );
+    assert_eq!(
+        direct_left(&accounts),
+        3 * USERS * accounts.len() - want.len(),
+        "AWS agrees"
+    );
+    let digest = format!("{:x}", sha2::Sha256::digest(text.as_bytes()));
+    assert_eq!(
+        w.sql::<String>("SELECT plan_digest FROM runs WHERE id = 2"),
+        digest
+    );
+    let runs: serde_json::Value =
+        serde_json::from_str(&stdout(&w.iamsweep(&["runs", "--format", "json"]))).unwrap();
+    assert_eq!(runs[1]["plan_digest"], digest.as_str());
+    eprintln!(
+        "plan (first item of {}):\n{}",
+        items.len(),
+        serde_json::to_string_pretty(&items[0]).unwrap()
+    );
+}
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn a_tampered_plan_or_one_from_another_database_changes_nothing_and_exits_2() {
+    let (w, accounts) = scenario(100000000831);
+    assert_exit(&w.iamsweep(&["scan"]), 0);
+    let out = w.iamsweep(&["plan", "1", "--format", "csv"]);
+    assert_exit(&out, 0);
+    let csv = stdout(&out);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 2 * USERS * accounts.len());
+    let apply = |name: &str, text: &str| {
+        let path = w.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        w.iamsweep(&[
+            "--settle",
+            "1s",
+            "apply",
+            "--plan",
+            path.to_str().unwrap(),
+            "--yes",
+        ])
+    };
+    // An item that is no finding: user0001's row turned into bob's.
+    let tampered = csv.replacen(",user0001,", ",bob,", 1);
+    let out = apply("tampered.csv", &tampered);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("line ")
+            && stderr(&out).contains("user bob")
+            && stderr(&out).contains("is not a redundant finding of run 1")
+            && stderr(&out).contains("nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+    // The same run id from another database (another start time).
+    let started: String = w.sql("SELECT started_at FROM runs WHERE id = 1");
+    let foreign = csv.replace(&started, "2020-01-01T00:00:00.000Z");
+    let out = apply("foreign.csv", &foreign);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("another database"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing was changed: no run, no journal row, every attachment still there.
+    assert_eq!(w.sql::<i64>("SELECT count(*) FROM runs"), 1);
+    assert_eq!(w.sql::<i64>("SELECT count(*) FROM actions"), 0);
+    assert_eq!(direct_left(&accounts), 3 * USERS * accounts.len());
+
+    // The untouched CSV with its first ten rows kept applies exactly those.
+    let kept: String = lines[..11].join("\n") + "\n";
+    let out = apply("kept.csv", &kept);
+    assert_exit(&out, 0);
+    assert_eq!(
+        w.sql::<i64>("SELECT count(*) FROM actions WHERE status = 'detached'"),
+        10
+    );
+}

@@ -4,14 +4,14 @@
 use std::io::{IsTerminal, Write};
 
 use super::work::{Work, engine, finish, print_summary, resolve_accounts};
-use super::{AppError, confirm, exit, patterns};
+use super::{AppError, confirm, exit, no_database, patterns, plan};
 use crate::apply::ApplyOptions;
 use crate::cancel::Cancel;
 use crate::cli::{ApplyArgs, Cli};
 use crate::config::{self, AccountTarget, AccountsFile};
 use crate::filters::Filters;
 use crate::store::actor::StoreHandle;
-use crate::store::{FindingRow, RunStatus};
+use crate::store::{FindingRow, RunStatus, Store};
 
 pub(super) async fn apply(
     cli: &Cli,
@@ -38,11 +38,32 @@ pub(super) async fn apply(
         settle: cli.settle,
         proof_max_age: args.proof_max_age,
         allow_non_reattachable: args.allow_non_reattachable,
+        only_findings: None,
+        plan_digest: None,
     };
+    let mut options = options;
     let mut file = config::load(&cli.accounts)?;
     super::exceptions::note_expired(&file);
     let work = Work::start(cli)?;
     let store = work.store.clone();
+    // A reviewed plan is checked whole before anything is built or sent.
+    let reviewed = match &args.plan {
+        Some(path) => {
+            let path = path.clone();
+            let db = cli.db.clone();
+            let reviewed = tokio::task::spawn_blocking(move || {
+                let store = Store::open_read_only(&db)?.ok_or_else(|| no_database(&db))?;
+                plan::read(&path, &store)
+            })
+            .await
+            .expect("plan check")?;
+            options.only_findings = Some(reviewed.finding_ids.clone());
+            options.plan_digest = Some(reviewed.digest.clone());
+            Some(reviewed)
+        }
+        None => None,
+    };
+    let run = reviewed.as_ref().map(|r| r.run_id).or(args.run);
     let engine = engine(
         cli,
         &work,
@@ -51,11 +72,11 @@ pub(super) async fn apply(
         file.partition,
     )
     .await?;
-    if args.run.is_none() {
+    if run.is_none() {
         resolve_accounts(&engine.connector, &mut file, engine.options.calls).await?;
     }
 
-    let source = match args.run {
+    let source = match run {
         Some(id) => Some(id),
         None if args.yes => None,
         None => {
@@ -71,8 +92,21 @@ pub(super) async fn apply(
     let result = match source {
         None => engine.apply(&file).await?,
         Some(id) => {
-            let targets = apply_targets(&store, id, &file).await?;
-            if !args.yes {
+            let mut targets = apply_targets(&store, id, &file).await?;
+            if let Some(r) = &reviewed {
+                targets.retain(|t| r.accounts.contains(t.id.as_str()));
+            }
+            if let Some(r) = reviewed.as_ref().filter(|_| !args.yes) {
+                let question = format!(
+                    "detach the {} items of the reviewed plan (run {id}, sha256 {}), each verified live first? type yes to go ahead: ",
+                    r.finding_ids.len(),
+                    r.digest
+                );
+                if !confirm(&question)? {
+                    let _ = writeln!(out, "nothing was changed");
+                    return Ok(exit::OK);
+                }
+            } else if !args.yes {
                 let rows = store.call(move |s| s.report(id)).await?;
                 if !confirm(&prompt(id, &rows, &engine.options.apply, &targets))? {
                     let _ = writeln!(out, "nothing was changed");

@@ -8,6 +8,7 @@ mod diff;
 mod doctor;
 mod exceptions;
 mod history;
+mod plan;
 mod report;
 mod resume;
 mod rollback;
@@ -82,6 +83,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
             unchanged,
         } => diff::diff(&cli, *from, *to, *format, *unchanged, &mut out),
         Command::Apply(args) => apply::apply(&cli, args, cancel, &mut out).await,
+        Command::Plan { id, format } => plan::plan(&cli, *id, *format, &mut out),
         Command::Resume { id } => resume::resume(&cli, *id, cancel, &mut out).await,
         Command::Report { id, format } => report::report(&cli, *id, *format, &mut out),
         Command::Rollback {

@@ -299,6 +299,12 @@ impl<I: Iam> AccountApply<'_, I> {
         // applies, one expired since does not.
         let now = crate::store::now();
         for (id, f) in findings {
+            // A reviewed plan: what it does not list is not this run's (no row).
+            if let Some(only) = &self.options.only_findings
+                && only.binary_search(&id).is_err()
+            {
+                continue;
+            }
             let filters = [&self.target.filters, &self.options.filters];
             let excluded = filters.iter().any(|fl| {
                 fl.user_excluded(f.user_name.as_str()) || !fl.policy_selected(f.policy_arn.as_str())

@@ -48,6 +48,10 @@ pub struct ApplyOptions {
     pub proof_max_age: Duration,
     /// Also detach policies that can never be attached again (`IsAttachable` false).
     pub allow_non_reattachable: bool,
+    /// `apply --plan`: only these findings (ids, sorted), exactly as reviewed.
+    pub only_findings: Option<Vec<i64>>,
+    /// `apply --plan`: the SHA-256 of the plan file, recorded with the run.
+    pub plan_digest: Option<String>,
 }
 
 impl Default for ApplyOptions {
@@ -60,6 +64,8 @@ impl Default for ApplyOptions {
             settle: Duration::from_secs(15),
             proof_max_age: Duration::from_secs(1),
             allow_non_reattachable: false,
+            only_findings: None,
+            plan_digest: None,
         }
     }
 }

@@ -176,6 +176,7 @@ mod tests {
             changed: 0,
             actions_failed: 0,
             api_calls: 0,
+            plan_digest: None,
         }
     }
 

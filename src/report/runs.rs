@@ -22,6 +22,7 @@ pub fn runs(rows: &[RunRow], format: Format) -> String {
                 "changed",
                 "actions_failed",
                 "api_calls",
+                "plan_digest",
             ];
             let cells: Vec<Vec<String>> = rows
                 .iter()
@@ -40,6 +41,7 @@ pub fn runs(rows: &[RunRow], format: Format) -> String {
                         r.changed.to_string(),
                         r.actions_failed.to_string(),
                         r.api_calls.to_string(),
+                        r.plan_digest.clone().unwrap_or_default(),
                     ]
                 })
                 .collect();
@@ -116,6 +118,7 @@ mod tests {
             changed: 123400,
             actions_failed: 2,
             api_calls: 99,
+            plan_digest: None,
         };
         let t = runs(
             &[

@@ -92,7 +92,10 @@ fn totals(run: &RunRow) -> String {
             "rollback" => format!(", {} re-attached", run.changed),
             _ => format!(", {} detached", run.changed),
         }
-    )
+    ) + &match &run.plan_digest {
+        Some(d) => format!("reviewed plan applied: sha256 {d}\n"),
+        None => String::new(),
+    }
 }
 
 /// One line per account.
@@ -216,6 +219,7 @@ mod tests {
             changed: 0,
             actions_failed: 0,
             api_calls: 2 * accounts,
+            plan_digest: None,
         }
     }
 

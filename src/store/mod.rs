@@ -20,6 +20,7 @@ mod tally;
 
 pub use diff::*;
 pub use rows::*;
+pub use runs::FindingKey;
 pub use tally::Tally;
 
 use crate::aws::AwsError;
@@ -50,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_drift.sql"),
     include_str!("../../migrations/0005_send_bounds.sql"),
     include_str!("../../migrations/0006_exceptions.sql"),
+    include_str!("../../migrations/0007_plans.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +221,11 @@ impl Store {
     }
 
     /// How long a write waits for another connection's lock before failing (default 10 s).
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn set_busy_timeout(&self, wait: std::time::Duration) -> Result<(), StoreError> {
         Ok(self.conn.busy_timeout(wait)?)
     }
@@ -279,7 +286,7 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(
-            err.contains("newer iamsweep (schema version 99; this one knows up to 6)"),
+            err.contains("newer iamsweep (schema version 99; this one knows up to 7)"),
             "{err}"
         );
     }

@@ -120,6 +120,8 @@ pub struct RunRow {
     pub changed: u64,
     pub actions_failed: u64,
     pub api_calls: u64,
+    /// `apply --plan`: the SHA-256 of the plan it applied.
+    pub plan_digest: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

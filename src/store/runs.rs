@@ -4,6 +4,9 @@ use rusqlite::{OptionalExtension, params};
 
 use super::*;
 
+/// A finding's identity: (run, account, user name, policy ARN, kind).
+pub type FindingKey = (i64, String, String, String, String);
+
 impl Store {
     /// Starts a run: the run row and one `pending` row per account, in one transaction.
     pub fn create_run(
@@ -303,7 +306,8 @@ impl Store {
                     (SELECT count(*) FROM actions x WHERE x.run_id = r.id AND x.status IN ('detached', 'attached')),
                     (SELECT count(*) FROM actions x WHERE x.run_id = r.id AND x.status = 'failed'
                        AND x.id = (SELECT max(y.id) FROM actions y WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)),
-                    (SELECT coalesce(sum(api_calls), 0) FROM run_accounts a WHERE a.run_id = r.id)
+                    (SELECT coalesce(sum(api_calls), 0) FROM run_accounts a WHERE a.run_id = r.id),
+                    r.plan_digest
              FROM runs r {filter} ORDER BY r.id"
         );
         let mut stmt = self.conn.prepare(&sql)?;
@@ -322,9 +326,31 @@ impl Store {
                 changed: r.get(10)?,
                 actions_failed: r.get(11)?,
                 api_calls: r.get(12)?,
+                plan_digest: r.get(13)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records the digest of the plan run `run_id` applies.
+    pub fn set_plan_digest(&mut self, run_id: i64, digest: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE runs SET plan_digest = ?2 WHERE id = ?1",
+            params![run_id, digest],
+        )?;
+        Ok(())
+    }
+
+    /// A finding by id: (run, account, user name, policy ARN, kind), `None` if there is none.
+    pub fn finding_key(&self, finding_id: i64) -> Result<Option<FindingKey>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT run_id, account_id, user_name, policy_arn, kind FROM findings WHERE id = ?1",
+                params![finding_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?)
     }
 
     /// The newest run, optionally of one kind.

@@ -174,10 +174,14 @@ fn head(page: &HtmlPage<'_>) -> String {
         esc(&run.status),
         esc(&run.started_at),
         esc(run.finished_at.as_deref().unwrap_or("–")),
-        match run.source_run_id {
-            Some(src) if run.kind == "apply" => format!("; applied the findings of run {src}"),
-            Some(src) => format!("; rolled back run {src}"),
-            None => String::new(),
+        match (run.source_run_id, &run.plan_digest) {
+            (Some(src), Some(d)) if run.kind == "apply" => format!(
+                "; applied the reviewed plan of run {src} (sha256 <code>{}</code>)",
+                esc(d)
+            ),
+            (Some(src), _) if run.kind == "apply" => format!("; applied the findings of run {src}"),
+            (Some(src), _) => format!("; rolled back run {src}"),
+            (None, _) => String::new(),
         },
         match page.caller {
             Some(arn) => format!("; credentials <code>{}</code>", esc(arn)),
@@ -541,6 +545,7 @@ mod tests {
             changed: 0,
             actions_failed: 0,
             api_calls: 7,
+            plan_digest: None,
         };
         let accounts = [
             account("111111111111", Some("<prod> & co"), true),
