@@ -231,6 +231,28 @@ fn a_live_exception_keeps_its_pair_an_expired_one_is_swept_and_fail_on_ignores_t
         "{}",
         stdout(&gate)
     );
+    // diff carries the exception too.
+    let diff: serde_json::Value = serde_json::from_str(&stdout(&w.iamsweep(&[
+        "diff",
+        "1",
+        "3",
+        "--unchanged",
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    let kept: Vec<&serde_json::Value> = diff
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["user_name"] == "user0001" && c["account_id"] == a && c["kind"] == "redundant_direct"
+        })
+        .filter(|c| c["policy_arn"] == grant1.as_str())
+        .collect();
+    assert_eq!(kept.len(), 1, "{diff}");
+    assert_eq!(kept[0]["change"], "unchanged");
+    assert_eq!(kept[0]["exception"]["owner"], "platform@example.com");
 }
 
 #[test]

@@ -201,15 +201,14 @@ fn prompt(
 ) -> String {
     let mut text = format!("apply the findings of run {id}:\n");
     let mut total = 0;
+    let now = crate::store::now();
     for t in targets {
         let mine: Vec<&FindingRow> = rows
             .iter()
             .filter(|r| {
-                r.account_id == t.id.as_str()
-                    && r.kind == "redundant_direct"
-                    && ![&t.filters, &options.filters]
-                        .iter()
-                        .any(|f| f.user_excluded(&r.user_name) || !f.policy_selected(&r.policy_arn))
+                plan::would_detach(r, std::slice::from_ref(t), &now)
+                    && !options.filters.user_excluded(&r.user_name)
+                    && options.filters.policy_selected(&r.policy_arn)
             })
             .collect();
         let mut users: Vec<&str> = mine.iter().map(|r| r.user_name.as_str()).collect();

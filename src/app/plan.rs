@@ -140,7 +140,7 @@ pub(super) fn plan(
 
 /// Whether `apply --run` would send a detach for this finding now: redundant, in an account
 /// the run scanned, not excluded, no live exception, not detached by an earlier apply.
-fn would_detach(r: &FindingRow, targets: &[AccountTarget], now: &str) -> bool {
+pub(super) fn would_detach(r: &FindingRow, targets: &[AccountTarget], now: &str) -> bool {
     let Some(t) = targets.iter().find(|t| t.id.as_str() == r.account_id) else {
         return false;
     };

@@ -60,6 +60,7 @@ pub fn diff(d: &Diff, format: Format) -> String {
                 "detached_in_run",
                 "detach_request_id",
                 "detached_at",
+                "exception",
             ],
             &d.changes
                 .iter()
@@ -76,6 +77,15 @@ pub fn diff(d: &Diff, format: Format) -> String {
                         c.detached_in_run.map(|r| r.to_string()).unwrap_or_default(),
                         c.detach_request_id.clone().unwrap_or_default(),
                         c.detached_at.clone().unwrap_or_default(),
+                        c.exception
+                            .as_ref()
+                            .map(|e| {
+                                format!(
+                                    "{} (owner {}, expires {}, line {})",
+                                    e.reason, e.owner, e.expires, e.line
+                                )
+                            })
+                            .unwrap_or_default(),
                     ]
                 })
                 .collect::<Vec<_>>(),
@@ -195,6 +205,7 @@ mod tests {
             detached_in_run: drift.then_some(1),
             detach_request_id: drift.then(|| "4f1c-req".into()),
             detached_at: drift.then(|| "2026-11-21T22:17:00.000Z".into()),
+            exception: None,
         }
     }
 

@@ -84,6 +84,9 @@ pub struct Change {
     pub detached_in_run: Option<i64>,
     pub detach_request_id: Option<String>,
     pub detached_at: Option<String>,
+    /// The live `[[exception]]` that covered it when its (latest) scan saw it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<crate::exceptions::ExceptionMark>,
 }
 
 impl Store {
@@ -158,7 +161,7 @@ impl Store {
                              WHEN t.before IS NULL THEN 'new'
                              ELSE 'unchanged' END AS change,
                         t.user_name, t.user_arn, t.policy_arn, t.policy_name, t.kind,
-                        t.covering_groups, d.run_id, d.request_id, d.finished_at
+                        t.covering_groups, d.run_id, d.request_id, d.finished_at, t.exception
                  FROM (SELECT f.*,
                               (SELECT p.id FROM findings p
                                WHERE p.run_id = ?1 AND p.account_id = f.account_id
@@ -170,7 +173,7 @@ impl Store {
                  LEFT JOIN actions d ON d.id = t.detach
                  UNION ALL
                  SELECT 'resolved', p.user_name, p.user_arn, p.policy_arn, p.policy_name, p.kind,
-                        p.covering_groups, NULL, NULL, NULL
+                        p.covering_groups, NULL, NULL, NULL, p.exception
                  FROM findings p
                  WHERE p.run_id = ?1 AND p.account_id = ?3
                    AND NOT EXISTS (SELECT 1 FROM findings f
@@ -207,6 +210,9 @@ impl Store {
                 detached_in_run: r.get(7)?,
                 detach_request_id: r.get(8)?,
                 detached_at: r.get(9)?,
+                exception: r
+                    .get::<_, Option<String>>(10)?
+                    .and_then(|e| serde_json::from_str(&e).ok()),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
