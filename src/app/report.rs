@@ -28,6 +28,10 @@ pub(super) fn report(
             report_html(&store, id, out)?;
             return Ok(exit::OK);
         }
+        report::ReportFormat::Ocsf => {
+            report_ocsf(&store, id, out)?;
+            return Ok(exit::OK);
+        }
         report::ReportFormat::Table => report::Format::Table,
         report::ReportFormat::Json => report::Format::Json,
         report::ReportFormat::Csv => report::Format::Csv,
@@ -90,5 +94,41 @@ fn report_html(store: &Store, id: i64, out: &mut impl Write) -> Result<(), Store
     match written {
         Err(StoreError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.map(drop),
+    }
+}
+
+/// `report ID --format ocsf`: one OCSF Detection Finding per finding, streamed.
+fn report_ocsf(store: &Store, id: i64, out: &mut impl Write) -> Result<(), StoreError> {
+    let run = store.run(id)?;
+    // A finding's accounts are the scan's: for `apply --run`, the scan run's targets.
+    let findings_run = match run.kind.as_str() {
+        "apply" => run.source_run_id.unwrap_or(id),
+        _ => id,
+    };
+    let accounts = store
+        .run_targets(findings_run)?
+        .into_iter()
+        .chain(store.run_targets(id)?)
+        .map(|t| (t.id.to_string(), (t.partition, t.name)))
+        .collect();
+    let time_ms = humantime::parse_rfc3339_weak(&run.started_at)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut stream = report::OcsfStream::start(
+        std::io::BufWriter::with_capacity(1 << 16, out),
+        report::OcsfRun {
+            run_id: id,
+            time_ms,
+            started_at: run.started_at.clone(),
+            accounts,
+        },
+    );
+    let written = store
+        .report_each(id, |f| stream.row(f))
+        .and_then(|_| stream.finish().map(drop).map_err(StoreError::Write));
+    match written {
+        Err(StoreError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }

@@ -328,6 +328,7 @@ mod tests {
                 kind: &r.kind,
                 covering_groups: groups,
                 exception: None,
+                user_id: None,
                 action: r.action.as_ref().map(|a| crate::store::ActionView {
                     id: a.id,
                     run_id: a.run_id,

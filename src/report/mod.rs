@@ -13,6 +13,7 @@ mod exceptions;
 mod findings;
 mod history;
 mod html;
+mod ocsf;
 mod rollback;
 mod runs;
 mod summary;
@@ -27,6 +28,7 @@ pub use self::exceptions::{ExceptionRow, exceptions};
 pub use self::findings::{FindingStream, findings};
 pub use self::history::history;
 pub use self::html::{HtmlPage, HtmlReport, html};
+pub use self::ocsf::{OCSF_VERSION, OcsfRun, OcsfStream, finding_uid};
 pub use self::rollback::{RollbackFormat, rollback, shell_quote};
 pub use self::runs::runs;
 pub use self::summary::summary;
@@ -47,6 +49,8 @@ pub enum ReportFormat {
     Csv,
     /// One self-contained HTML file (inline CSS, JavaScript and SVG; no network).
     Html,
+    /// OCSF 1.5.0 Detection Finding events (class 2004), one per finding, as a JSON array.
+    Ocsf,
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {

@@ -205,6 +205,9 @@ pub struct FindingView<'a> {
     /// The stored JSON object, passed through as it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exception: Option<&'a serde_json::value::RawValue>,
+    /// IAM's unique id of the user (OCSF's stable uid); not in the JSON report.
+    #[serde(skip)]
+    pub user_id: Option<&'a str>,
     pub action: Option<ActionView<'a>>,
     pub reappeared: Option<ReappearedView<'a>>,
 }

@@ -11,7 +11,7 @@ use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 
 use crate::apply::{AccountApply, ApplyOptions, RunCap, Tally};
-use crate::aws::{AwsError, Connector, ErrorKind};
+use crate::aws::{AwsError, Connector};
 use crate::calls::{CallPolicy, Meter, Metered, Pacer};
 use crate::cancel::Cancel;
 use crate::config::{AccountTarget, AccountsFile};
@@ -20,6 +20,11 @@ use crate::limiter::{Limiter, Observe};
 use crate::scan;
 use crate::store::actor::StoreHandle;
 use crate::store::{AccountStatus, RunKind, RunStatus, StoreError};
+
+mod ends;
+
+use ends::{AccountEnd, Ends};
+pub use ends::{Halt, RunResult};
 
 /// Options a run starts with (stored with it, and used again by `resume`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,42 +82,6 @@ impl RunOptions {
     }
 }
 
-/// How a run (or this part of it) ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunResult {
-    pub run_id: i64,
-    pub status: RunStatus,
-    pub accounts_failed: usize,
-    pub tally: Tally,
-    /// Why the run stopped before its end, when it was not Ctrl-C.
-    pub halted: Option<Halt>,
-}
-
-/// What stopped a run that was not stopped by Ctrl-C.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Halt {
-    /// The base credentials stopped working (expired, revoked): every account would fail.
-    Credentials(String),
-    /// The database failed (full disk, I/O error, lock timeout).
-    Database(String),
-}
-
-impl std::fmt::Display for Halt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Halt::Credentials(m) => write!(f, "the AWS credentials stopped working: {m}"),
-            Halt::Database(m) => f.write_str(m),
-        }
-    }
-}
-
-impl RunResult {
-    /// Whether anything failed or is left unsettled (exit code 1).
-    pub fn has_failures(&self) -> bool {
-        self.accounts_failed > 0 || self.tally.failed > 0 || self.tally.unsettled > 0
-    }
-}
-
 /// What one account has to do in this invocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Plan {
@@ -139,68 +108,6 @@ pub struct Engine<C> {
     pub cancel: Cancel,
     /// Who the base credentials are (`GetCallerIdentity`), recorded with each run.
     pub caller: Option<String>,
-}
-
-enum AccountEnd {
-    Done(Tally),
-    Failed(AwsError),
-    Interrupted,
-    /// Base credentials that no longer work: the whole run stops.
-    Halted(AwsError),
-}
-
-impl AccountEnd {
-    /// An account-level end from how its apply went: a role that may not make apply's calls
-    /// fails the account; expired base credentials stop the run.
-    fn from_applied(tally: Tally, stop: Option<AwsError>) -> Self {
-        match stop {
-            Some(e) if e.kind == ErrorKind::Credentials => AccountEnd::Halted(e),
-            Some(e) => AccountEnd::Failed(e),
-            None => AccountEnd::Done(tally),
-        }
-    }
-}
-
-/// How the accounts of a run ended, gathered as each ends.
-#[derive(Default)]
-struct Ends {
-    tally: Tally,
-    failed: usize,
-    interrupted: bool,
-    halted: Option<Halt>,
-    fatal: Option<StoreError>,
-}
-
-impl Ends {
-    fn add(&mut self, end: Result<AccountEnd, StoreError>, cancel: &Cancel) {
-        match end {
-            Ok(AccountEnd::Done(t)) => {
-                if t.limit_reached {
-                    self.failed += 1;
-                }
-                self.interrupted |= t.interrupted;
-                self.tally.add(&t);
-            }
-            Ok(AccountEnd::Failed(_)) => self.failed += 1,
-            Ok(AccountEnd::Interrupted) => self.interrupted = true,
-            Ok(AccountEnd::Halted(e)) => {
-                // Every account would fail the same way: stop starting new work.
-                cancel.cancel();
-                self.interrupted = true;
-                self.halted
-                    .get_or_insert_with(|| Halt::Credentials(e.to_string()));
-            }
-            Err(e) => {
-                // Stop new work, and let the accounts in flight finish: what they write may
-                // fail too, and is then settled by the next run.
-                cancel.cancel();
-                self.interrupted = true;
-                self.halted
-                    .get_or_insert_with(|| Halt::Database(e.to_string()));
-                self.fatal.get_or_insert(e);
-            }
-        }
-    }
 }
 
 impl<C: Connector> Engine<C> {

@@ -8,6 +8,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+mod checks;
+mod exception;
+
+use checks::*;
+use exception::{RawException, covering, parse_exception};
+
 use crate::exceptions::Exception;
 use crate::filters::{Filters, Patterns};
 use crate::model::{AccountId, Partition};
@@ -176,17 +182,6 @@ struct RawFile {
     account: Vec<Spanned<RawAccount>>,
     #[serde(default)]
     exception: Vec<Spanned<RawException>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawException {
-    accounts: Option<Spanned<Vec<String>>>,
-    users: Option<Spanned<Vec<String>>>,
-    policies: Option<Spanned<Vec<String>>>,
-    reason: Option<Spanned<String>>,
-    owner: Option<Spanned<String>>,
-    expires: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -363,32 +358,6 @@ fn parse_organization(
         exclude_accounts,
         include_inactive: o.include_inactive.unwrap_or(false),
     })
-}
-
-/// `r-xxxx` (a root) or `ou-xxxx-xxxxxxxx` (an organizational unit).
-fn check_ou_id(id: &str) -> Result<(), String> {
-    let lower_alnum = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
-    let ok = match id.split('-').collect::<Vec<_>>()[..] {
-        ["r", rest] => (4..=32).contains(&rest.len()) && lower_alnum(rest),
-        ["ou", root, rest] => {
-            (4..=32).contains(&root.len())
-                && lower_alnum(root)
-                && (8..=32).contains(&rest.len())
-                && lower_alnum(rest)
-        }
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{id}` is not an OU or root id (expected ou-abcd-12345678 or r-abcd)"
-        ))
-    }
 }
 
 /// The partition of the whole file, from whichever of `partition` (in `[defaults]` or an
@@ -597,196 +566,6 @@ fn resolve_account(
     })
 }
 
-/// The exceptions that name `account` (or every account).
-fn covering(exceptions: &[Exception], account: &AccountId) -> Vec<Exception> {
-    exceptions
-        .iter()
-        .filter(|e| e.accounts.is_empty() || e.accounts.iter().any(|a| a == account.as_str()))
-        .cloned()
-        .collect()
-}
-
-/// One `[[exception]]`: who asked (`owner`), why (`reason`) and until when (`expires`) are
-/// required, and it names users, policies or both (never every finding at once).
-fn parse_exception(
-    path: &str,
-    text: &str,
-    raw: Spanned<RawException>,
-) -> Result<Exception, ConfigError> {
-    let line = line_of(text, raw.span().start);
-    let err = |span: Option<Range<usize>>, message: String| ConfigError::Invalid {
-        path: path.to_owned(),
-        line: span.map_or(line, |s| line_of(text, s.start)),
-        message,
-    };
-    let e = raw.into_inner();
-    let required = |v: Option<Spanned<String>>, key: &str, what: &str| match v {
-        Some(s) if !s.get_ref().trim().is_empty() => Ok(s.into_inner()),
-        Some(s) => Err(err(Some(s.span()), format!("key `{key}`: empty; {what}"))),
-        None => Err(err(
-            None,
-            format!("[[exception]]: key `{key}` is required: {what}"),
-        )),
-    };
-    let reason = required(
-        e.reason,
-        "reason",
-        "say why the finding must stay (a change ticket, say)",
-    )?;
-    let owner = required(
-        e.owner,
-        "owner",
-        "say who answers for it (a team's address)",
-    )?;
-    let Some(expires) = e.expires else {
-        return Err(err(
-            None,
-            "[[exception]]: key `expires` is required: a date (2027-01-31, through that day UTC) or a date-time (2027-01-31T18:00:00Z); exceptions that never end are not accepted".into(),
-        ));
-    };
-    let span = expires.span();
-    let toml::Value::Datetime(expires) = expires.into_inner() else {
-        return Err(err(
-            Some(span),
-            "key `expires`: expected a TOML date without quotes (expires = 2027-01-31) or date-time (expires = 2027-01-31T18:00:00Z)".into(),
-        ));
-    };
-    let until = crate::exceptions::until(&expires)
-        .map_err(|m| err(Some(span), format!("key `expires`: {m}")))?;
-    let globs = |v: Option<Spanned<Vec<String>>>, key: &str| -> Result<Patterns, ConfigError> {
-        match v {
-            Some(v) => {
-                let span = v.span();
-                if v.get_ref().is_empty() {
-                    return Err(err(Some(span), format!("key `{key}`: empty list")));
-                }
-                Patterns::new(v.into_inner())
-                    .map_err(|m| err(Some(span), format!("key `{key}`: {m}")))
-            }
-            None => Ok(Patterns::default()),
-        }
-    };
-    let users = globs(e.users, "users")?;
-    let policies = globs(e.policies, "policies")?;
-    if users.is_empty() && policies.is_empty() {
-        return Err(err(
-            None,
-            "[[exception]]: name `users`, `policies` or both (an exception for every finding would switch the tool off)".into(),
-        ));
-    }
-    let accounts = match e.accounts {
-        Some(list) => {
-            let span = list.span();
-            list.into_inner()
-                .into_iter()
-                .map(|a| {
-                    AccountId::parse(&a)
-                        .map(|id| id.to_string())
-                        .map_err(|m| err(Some(span.clone()), format!("key `accounts`: {m}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?
-        }
-        None => Vec::new(),
-    };
-    Ok(Exception {
-        line,
-        accounts,
-        users,
-        policies,
-        reason,
-        owner,
-        expires: expires.to_string(),
-        until,
-    })
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-fn iam_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
-}
-
-/// `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`; returns the partition and account.
-fn check_role_arn(arn: &str) -> Result<(Partition, String), String> {
-    let bad = |why: &str| {
-        Err(format!(
-            "`{arn}` is not a role ARN ({why}); expected arn:aws:iam::111111111111:role/NAME"
-        ))
-    };
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    if parts.len() != 6 || parts[0] != "arn" {
-        return bad("it needs six `:`-separated fields starting with `arn`");
-    }
-    let Ok(partition) = Partition::parse(parts[1]) else {
-        return bad("unknown partition");
-    };
-    if parts[2] != "iam" || !parts[3].is_empty() {
-        return bad("the service must be `iam` with an empty region");
-    }
-    if AccountId::parse(parts[4]).is_err() {
-        return bad("the account is not 12 digits");
-    }
-    let Some(resource) = parts[5].strip_prefix("role/") else {
-        return bad("the resource must start with `role/`");
-    };
-    if let Err(m) = check_role_name(resource) {
-        return bad(&m);
-    }
-    Ok((partition, parts[4].to_owned()))
-}
-
-/// A role name, optionally with a path (`team/IamSweepRole`).
-fn check_role_name(name: &str) -> Result<(), String> {
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.is_empty() || last.len() > 64 {
-        return Err(format!("`{name}`: a role name has 1 to 64 characters"));
-    }
-    if name.starts_with('/') || !name.chars().all(|c| iam_name_char(c) || c == '/') {
-        return Err(format!(
-            "`{name}`: a role name uses letters, digits and +=,.@_- (and / for a path)"
-        ));
-    }
-    Ok(())
-}
-
-/// A role session's length: what STS allows (15 minutes to 12 hours; the role's own maximum
-/// session duration applies too, and role chaining caps it at one hour).
-fn check_session_duration(s: &str) -> Result<u32, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration such as \"1h\" or \"90m\" ({e})"))?;
-    let secs = d.as_secs();
-    if !(900..=43_200).contains(&secs) {
-        return Err(format!(
-            "{s:?} is outside what STS allows for a role session: 15m to 12h (and at most the role's own maximum session duration; 1h when the base credentials are themselves an assumed role)"
-        ));
-    }
-    Ok(secs as u32)
-}
-
-fn check_session_name(s: &str) -> Result<(), String> {
-    if !(2..=64).contains(&s.len()) || !s.chars().all(iam_name_char) {
-        return Err(format!(
-            "`{s}` is not a valid session name (2 to 64 letters, digits or +=,.@_-)"
-        ));
-    }
-    Ok(())
-}
-
-fn check_external_id(s: &str) -> Result<(), String> {
-    if !(2..=1224).contains(&s.len())
-        || !s.chars().all(|c| iam_name_char(c) || c == ':' || c == '/')
-    {
-        return Err("not a valid external id (2 to 1224 letters, digits or +=,.@:/_-)".to_owned());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -929,7 +708,7 @@ assume_role = false
 
     #[test]
     fn the_documented_examples_parse() {
-        let example = parse("accounts.toml", include_str!("../accounts.toml")).unwrap();
+        let example = parse("accounts.toml", include_str!("../../accounts.toml")).unwrap();
         assert_eq!(example.partition, Partition::Aws);
         // Every ```toml block of the README and of every docs page.
         let root = env!("CARGO_MANIFEST_DIR");
