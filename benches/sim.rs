@@ -244,6 +244,7 @@ fn sqlite(args: &[String]) {
                     vec![]
                 },
                 exception: None,
+                owner: None,
             })
             .collect();
         AccountFindings {

@@ -56,6 +56,9 @@ pub struct Finding {
     /// The live `[[exception]]` that covered it when the scan saw it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exception: Option<crate::exceptions::ExceptionMark>,
+    /// The value of the user's `owner_tag` tag, when the scan saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl Finding {
@@ -158,6 +161,7 @@ pub fn classify(
                     ids
                 },
                 exception: None,
+                owner: None,
             });
         }
     }
@@ -189,6 +193,7 @@ mod tests {
             arn: format!("arn:aws:iam::111111111111:user/{name}"),
             groups: groups.iter().map(|s| s.to_string()).collect(),
             attached: policies.iter().map(|p| pol(p)).collect(),
+            tags: Vec::new(),
         }
     }
 

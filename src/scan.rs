@@ -36,6 +36,17 @@ pub async fn read_account<I: Iam>(
     }
     let read_at = crate::store::now();
     let mut found = findings::classify(&users, &groups, &target.filters);
+    // Who answers for each user: the value of its `owner_tag` tag.
+    let owners: std::collections::HashMap<&str, &str> = match &target.owner_tag {
+        Some(key) => users
+            .iter()
+            .filter_map(|u| {
+                let (_, value) = u.tags.iter().find(|(k, _)| k == key)?;
+                Some((u.name.as_str(), value.as_str()))
+            })
+            .collect(),
+        None => Default::default(),
+    };
     // A live exception is recorded with each finding it covers, as the scan saw it.
     for f in &mut found.findings {
         f.exception = target
@@ -47,6 +58,7 @@ pub async fn read_account<I: Iam>(
                 &read_at,
             )
             .map(|e| e.mark());
+        f.owner = owners.get(f.user_name.as_str()).map(|o| o.to_string());
     }
     Ok(Some(AccountFindings {
         read_at: Some(read_at),

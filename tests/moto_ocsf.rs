@@ -179,3 +179,62 @@ fn ocsf_events_validate_follow_apply_and_keep_their_uid_across_runs() {
         serde_json::to_string_pretty(&applied[0]).unwrap()
     );
 }
+
+/// `owner_tag`: the value of each user's tag reaches every output, so a finding reaches the
+/// person who can answer for it.
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn the_owner_tag_reaches_json_csv_html_and_ocsf() {
+    let account = "100000000911";
+    block_on(async {
+        seed_many(account, 2).await;
+        let s = Seeder::new(account).await;
+        s.iam
+            .tag_user()
+            .user_name("user0000")
+            .tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key("Owner")
+                    .value("payments-team@example.com")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let w = Workdir::new(&format!(
+        "[defaults]\nowner_tag = \"Owner\"\n\n[[account]]\nid = \"{account}\"\n"
+    ));
+    assert_exit(&w.iamsweep(&["scan"]), 0);
+    let owner = "payments-team@example.com";
+    let json: Vec<Value> =
+        serde_json::from_str(&stdout(&w.iamsweep(&["report", "1", "--format", "json"]))).unwrap();
+    for f in &json {
+        let want = (f["user_name"] == "user0000").then_some(owner);
+        assert_eq!(f["owner"].as_str(), want, "{f}");
+    }
+    let csv = stdout(&w.iamsweep(&["report", "1", "--format", "csv"]));
+    assert!(csv.lines().next().unwrap().ends_with(",owner"), "{csv}");
+    assert_eq!(
+        csv.lines()
+            .filter(|l| l.ends_with(&format!(",{owner}")))
+            .count(),
+        3,
+        "user0000's three findings"
+    );
+    let html = stdout(&w.iamsweep(&["report", "1", "--format", "html"]));
+    assert_eq!(html.matches(&format!("data-owner=\"{owner}\"")).count(), 3);
+    assert!(html.contains("id=\"f-owner\""), "the owner filter");
+    let (text, events) = ocsf(&w, "1");
+    assert_eq!(validate(&w, &text), 6);
+    let tagged: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["resources"][0]["data"]["owner"] == owner)
+        .collect();
+    assert_eq!(tagged.len(), 3);
+    assert_eq!(
+        tagged[0]["resources"][0]["labels"][0],
+        format!("owner:{owner}")
+    );
+}

@@ -567,6 +567,7 @@ fn synthetic_page(
                 name: UserName::new(name),
                 groups: vec![format!("group{:04}", i % shape.groups)],
                 attached: vec![policy(i % (2 * shape.groups))],
+                tags: Vec::new(),
             });
         } else {
             let g = i - shape.users;
@@ -706,6 +707,7 @@ impl Iam for FakeIam {
                         arn: format!("arn:aws:iam::{account}:user/{name}"),
                         groups: u.groups.iter().cloned().collect(),
                         attached: attached(&u.attached),
+                        tags: Vec::new(),
                     });
                 }
                 let g_start = start.saturating_sub(a.users.len());

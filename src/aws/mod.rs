@@ -199,6 +199,8 @@ pub struct UserDetail {
     pub groups: Vec<String>,
     /// Managed policies attached to the user directly.
     pub attached: Vec<AttachedPolicy>,
+    /// The user's tags (key, value), as GetAccountAuthorizationDetails returns them.
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -33,6 +33,9 @@ pub struct AccountTarget {
     /// (`Root/Prod/Web`) for an account discovered in the organization.
     #[serde(default)]
     pub origin: Option<String>,
+    /// `owner_tag`: the user tag whose value names who answers for a user's findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_tag: Option<String>,
 }
 
 /// How iamsweep gets credentials for an account.
@@ -143,6 +146,7 @@ impl AccountsFile {
             exclude_users: None,
             exclude_policies: None,
             only_policies: None,
+            owner_tag: None,
         };
         let mut target =
             resolve_account(&self.path, &self.text, raw, &self.defaults, self.partition)?;
@@ -207,6 +211,7 @@ struct RawDefaults {
     exclude_users: Option<Spanned<Vec<String>>>,
     exclude_policies: Option<Spanned<Vec<String>>>,
     only_policies: Option<Spanned<Vec<String>>>,
+    owner_tag: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -224,6 +229,7 @@ struct RawAccount {
     exclude_users: Option<Spanned<Vec<String>>>,
     exclude_policies: Option<Spanned<Vec<String>>>,
     only_policies: Option<Spanned<Vec<String>>>,
+    owner_tag: Option<Spanned<String>>,
 }
 
 /// Reads and validates an accounts file.
@@ -555,6 +561,15 @@ fn resolve_account(
         only_policies: list(a.only_policies, &defaults.only_policies, "only_policies")?,
         exceptions: Vec::new(),
     };
+    let owner_tag = match a.owner_tag.or_else(|| defaults.owner_tag.clone()) {
+        Some(t) if t.get_ref().trim().is_empty() || t.get_ref().len() > 128 => {
+            return Err(err(
+                Some(t.span()),
+                "key `owner_tag`: a tag key of 1 to 128 characters (e.g. \"Owner\")".into(),
+            ));
+        }
+        other => other.map(Spanned::into_inner),
+    };
     let name = a.name.map(Spanned::into_inner).filter(|n| !n.is_empty());
     Ok(AccountTarget {
         id,
@@ -563,6 +578,7 @@ fn resolve_account(
         access,
         filters,
         origin: None,
+        owner_tag,
     })
 }
 
@@ -1011,5 +1027,17 @@ assume_role = false
                 "{body:?}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn owner_tag_comes_from_defaults_an_account_may_override_it_and_it_is_checked() {
+        let targets = parse_ok(
+            "[defaults]\nowner_tag = \"Owner\"\n\n[[account]]\nid = \"111111111111\"\n\n[[account]]\nid = \"222222222222\"\nowner_tag = \"team\"\n",
+        );
+        assert_eq!(targets[0].owner_tag.as_deref(), Some("Owner"));
+        assert_eq!(targets[1].owner_tag.as_deref(), Some("team"));
+        assert_eq!(parse_ok(TWO)[0].owner_tag, None);
+        let e = parse_err("[defaults]\nowner_tag = \"\"\n\n[[account]]\nid = \"111111111111\"\n");
+        assert!(e.starts_with("accounts.toml:2: key `owner_tag`"), "{e}");
     }
 }

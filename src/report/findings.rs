@@ -55,7 +55,7 @@ pub fn findings(rows: &[FindingRow]) -> String {
     out
 }
 
-const FINDING_CSV_HEADERS: [&str; 15] = [
+const FINDING_CSV_HEADERS: [&str; 16] = [
     "account_id",
     "account_name",
     "account_origin",
@@ -71,6 +71,7 @@ const FINDING_CSV_HEADERS: [&str; 15] = [
     "detached_in_run",
     "detach_request_id",
     "exception",
+    "owner",
 ];
 
 /// `report --format json|csv`, written as the findings stream from the store: JSON is an array
@@ -161,6 +162,8 @@ impl<W: Write> FindingStream<W> {
                         ),
                     )?;
                 }
+                out.write_all(b",")?;
+                write_csv_field(out, f.owner.unwrap_or_default())?;
                 out.write_all(b"\n")?;
             }
         }
@@ -241,6 +244,7 @@ mod tests {
             kind: kind.into(),
             covering_groups: groups.iter().map(|s| s.to_string()).collect(),
             exception: None,
+            owner: None,
             action: status.map(|(s, r)| ActionSummary {
                 id: 1,
                 run_id: 2,
@@ -329,6 +333,7 @@ mod tests {
                 covering_groups: groups,
                 exception: None,
                 user_id: None,
+                owner: r.owner.as_deref(),
                 action: r.action.as_ref().map(|a| crate::store::ActionView {
                     id: a.id,
                     run_id: a.run_id,
@@ -366,6 +371,7 @@ mod tests {
             kind: "redundant_direct".into(),
             covering_groups: vec![long.into(), long.into()],
             exception: None,
+            owner: None,
             action: Some(ActionSummary {
                 id: 1,
                 run_id: 2,

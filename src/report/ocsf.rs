@@ -189,7 +189,9 @@ fn event(run: &OcsfRun, f: &FindingView<'_>) -> serde_json::Value {
                 "type": "AWS::IAM::User",
                 "cloud_partition": partition.as_str(),
                 "region": region,
+                "labels": f.owner.map(|o| vec![format!("owner:{o}")]),
                 "data": {
+                    "owner": f.owner,
                     "policy_arn": f.policy_arn,
                     "policy_name": f.policy_name,
                     "covering_groups": groups,
@@ -223,6 +225,7 @@ fn event(run: &OcsfRun, f: &FindingView<'_>) -> serde_json::Value {
             "iamsweep": {
                 "run_id": run.run_id,
                 "finding_id": f.finding_id,
+                "owner": f.owner,
                 "action": f.action.as_ref().map(|a| json!({
                     "run_id": a.run_id,
                     "status": a.status,

@@ -228,6 +228,7 @@ mod tests {
                 },
                 filters: Filters::default(),
                 origin: None,
+                owner_tag: None,
             },
             AccountTarget {
                 id: AccountId::parse("222222222222").unwrap(),
@@ -236,6 +237,7 @@ mod tests {
                 access: Access::BaseCredentials,
                 filters: Filters::default(),
                 origin: None,
+                owner_tag: None,
             },
         ]
     }

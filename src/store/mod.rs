@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_send_bounds.sql"),
     include_str!("../../migrations/0006_exceptions.sql"),
     include_str!("../../migrations/0007_plans.sql"),
+    include_str!("../../migrations/0008_owners.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -286,7 +287,7 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(
-            err.contains("newer iamsweep (schema version 99; this one knows up to 7)"),
+            err.contains("newer iamsweep (schema version 99; this one knows up to 8)"),
             "{err}"
         );
     }

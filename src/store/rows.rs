@@ -174,6 +174,9 @@ pub struct FindingRow {
     /// The live `[[exception]]` that covered it when the scan saw it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exception: Option<crate::exceptions::ExceptionMark>,
+    /// The value of the user's `owner_tag` tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub action: Option<ActionSummary>,
     /// iamsweep detached it before this scan and it came back: drift (the `drift` view).
     pub reappeared: Option<Reappeared>,
@@ -208,6 +211,9 @@ pub struct FindingView<'a> {
     /// IAM's unique id of the user (OCSF's stable uid); not in the JSON report.
     #[serde(skip)]
     pub user_id: Option<&'a str>,
+    /// The value of the user's `owner_tag` tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<&'a str>,
     pub action: Option<ActionView<'a>>,
     pub reappeared: Option<ReappearedView<'a>>,
 }
@@ -258,6 +264,7 @@ impl FindingView<'_> {
             kind: self.kind.to_owned(),
             covering_groups: self.groups(),
             exception: self.exception_mark(),
+            owner: own(self.owner),
             action: self.action.as_ref().map(|a| ActionSummary {
                 id: a.id,
                 run_id: a.run_id,

@@ -21,8 +21,8 @@ impl Store {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO findings (run_id, account_id, user_name, user_arn, policy_arn,
                                        policy_name, kind, covering_groups, user_id,
-                                       covering_group_ids, exception)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                       covering_group_ids, exception, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
             for f in &scan.findings {
                 stmt.execute(params![
@@ -41,6 +41,7 @@ impl Store {
                     f.exception
                         .as_ref()
                         .map(|e| serde_json::to_string(e).expect("exception serializes")),
+                    f.owner,
                 ])?;
             }
         }
@@ -151,5 +152,6 @@ pub(super) fn finding_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<F
             .and_then(|ids| serde_json::from_str(&ids).ok())
             .unwrap_or_default(),
         exception: None,
+        owner: None,
     })
 }

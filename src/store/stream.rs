@@ -21,9 +21,9 @@ const BATCH_ROWS: usize = 2048;
 const IN_FLIGHT: usize = 4;
 
 /// Text cells per finding (user_name, user_arn, policy_arn, policy_name, kind,
-/// covering_groups, exception, user_id), per action (status, reason, covering_group, request_id, error_code,
+/// covering_groups, exception, user_id, owner), per action (status, reason, covering_group, request_id, error_code,
 /// error_message, finished_at) and per drift detach (request_id, finished_at).
-const FINDING_TEXTS: usize = 8;
+const FINDING_TEXTS: usize = 9;
 const ACTION_TEXTS: usize = 7;
 const DRIFT_TEXTS: usize = 2;
 const TEXTS: usize = FINDING_TEXTS + ACTION_TEXTS + DRIFT_TEXTS;
@@ -199,6 +199,7 @@ impl Store {
                             ))
                         })?,
                         user_id: cell(7),
+                        owner: cell(8),
                         action,
                         reappeared,
                     };
@@ -322,7 +323,7 @@ fn read_rows(
     let tx = store.conn.transaction()?;
     let mut findings = tx.prepare(
         "SELECT id, user_name, user_arn, policy_arn, policy_name, kind, covering_groups,
-                exception, user_id
+                exception, user_id, owner
          FROM findings WHERE run_id = ?1 AND account_id = ?2 ORDER BY user_name, policy_arn",
     )?;
     const ACTIONS: &str = "SELECT finding_id, id, run_id, status, reason, covering_group,

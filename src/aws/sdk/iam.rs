@@ -78,6 +78,11 @@ impl Iam for SdkIam {
                     arn: u.arn().unwrap_or_default().to_owned(),
                     groups: u.group_list().to_vec(),
                     attached: attached(u.attached_managed_policies()),
+                    tags: u
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                        .collect(),
                 })
             })
             .collect();

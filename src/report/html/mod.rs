@@ -354,11 +354,12 @@ fn head(page: &HtmlPage<'_>) -> String {
          <label for=\"f-kind\">Kind<select id=\"f-kind\"><option value=\"\">all</option>\
          <option value=\"redundant_direct\">redundant</option><option value=\"direct_only\">direct-only</option></select></label>\n\
          <label for=\"f-action\">Action<select id=\"f-action\"><option value=\"\">all</option></select></label>\n\
+         <label for=\"f-owner\">Owner<select id=\"f-owner\"><option value=\"\">all</option></select></label>\n\
          <label class=\"check\" for=\"f-drift\"><input type=\"checkbox\" id=\"f-drift\">reappeared only</label>\n\
          <output id=\"shown\" aria-live=\"polite\"></output>\n</div>\n\
          <div class=\"scroll tall\" tabindex=\"0\" role=\"region\" aria-labelledby=\"findings-cap\">\n\
          <table id=\"findings-table\" data-sortable>\n<caption id=\"findings-cap\">Findings of run {}</caption>\n<thead><tr>\
-         <th scope=\"col\">Account</th><th scope=\"col\">User</th><th scope=\"col\">Policy</th><th scope=\"col\">Kind</th>\
+         <th scope=\"col\">Account</th><th scope=\"col\">User</th><th scope=\"col\">Owner</th><th scope=\"col\">Policy</th><th scope=\"col\">Kind</th>\
          <th scope=\"col\">Covering groups</th><th scope=\"col\">Action</th><th scope=\"col\">Request id</th>\
          <th scope=\"col\">Drift</th></tr></thead>\n<tbody>",
         run.id
@@ -408,11 +409,12 @@ fn finding_row(f: &FindingRow) -> String {
         None => String::new(),
     };
     format!(
-        "<tr data-kind=\"{}\" data-action=\"{}\" data-drift=\"{}\"{}><td data-sort=\"{}\">{}</td><td>{}</td>\
+        "<tr data-kind=\"{}\" data-action=\"{}\" data-drift=\"{}\" data-owner=\"{}\"{}><td data-sort=\"{}\">{}</td><td>{}</td><td>{}</td>\
          <td title=\"{}\">{}</td><td class=\"kind-{}\">{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>{}</td></tr>\n",
         esc(&f.kind),
         esc(status),
         if f.reappeared.is_some() { 1 } else { 0 },
+        esc(f.owner.as_deref().unwrap_or_default()),
         if f.reappeared.is_some() {
             " class=\"drift\""
         } else {
@@ -421,6 +423,7 @@ fn finding_row(f: &FindingRow) -> String {
         esc(&f.account_id),
         label(&f.account_id, f.account_name.as_deref()),
         esc(&f.user_name),
+        esc(f.owner.as_deref().unwrap_or("–")),
         esc(&f.policy_arn),
         esc(&f.policy_name),
         esc(&f.kind),
@@ -515,6 +518,7 @@ mod tests {
             kind: kind.into(),
             covering_groups: vec!["ops".into()],
             exception: None,
+            owner: None,
             action: action.map(|s| ActionSummary {
                 id: 1,
                 run_id: 3,

@@ -11,6 +11,7 @@
   var q = document.getElementById("f-q");
   var kind = document.getElementById("f-kind");
   var action = document.getElementById("f-action");
+  var owner = document.getElementById("f-owner");
   var drift = document.getElementById("f-drift");
   var shown = document.getElementById("shown");
 
@@ -27,6 +28,16 @@
     }
   });
 
+  // The owner filter offers the owners present (the `owner_tag` values), sorted.
+  var owners = {};
+  rows.forEach(function (r) { if (r.dataset.owner) owners[r.dataset.owner] = true; });
+  Object.keys(owners).sort().forEach(function (name) {
+    var o = document.createElement("option");
+    o.value = name;
+    o.textContent = name;
+    owner.appendChild(o);
+  });
+
   // A filtered view can be shared: #q=alice&kind=redundant_direct&action=detached&drift=1
   function fromHash() {
     var h = location.hash.replace(/^#/, "");
@@ -37,6 +48,7 @@
       if (kv[0] === "q") q.value = v;
       if (kv[0] === "kind") kind.value = v;
       if (kv[0] === "action") action.value = v;
+      if (kv[0] === "owner") owner.value = v;
       if (kv[0] === "drift") drift.checked = v === "1";
     });
   }
@@ -46,6 +58,7 @@
     if (q.value) parts.push("q=" + encodeURIComponent(q.value));
     if (kind.value) parts.push("kind=" + encodeURIComponent(kind.value));
     if (action.value) parts.push("action=" + encodeURIComponent(action.value));
+    if (owner.value) parts.push("owner=" + encodeURIComponent(owner.value));
     if (drift.checked) parts.push("drift=1");
     if (history.replaceState) {
       history.replaceState(null, "", parts.length ? "#" + parts.join("&") : location.pathname);
@@ -59,6 +72,7 @@
       var ok = (!needle || r.textContent.toLowerCase().indexOf(needle) >= 0) &&
         (!kind.value || r.dataset.kind === kind.value) &&
         (!action.value || r.dataset.action === action.value) &&
+        (!owner.value || r.dataset.owner === owner.value) &&
         (!drift.checked || r.dataset.drift === "1");
       r.hidden = !ok;
       if (ok) n++;
@@ -66,7 +80,7 @@
     shown.textContent = "Showing " + n + " of " + rows.length + " findings";
   }
 
-  [q, kind, action, drift].forEach(function (el) {
+  [q, kind, action, owner, drift].forEach(function (el) {
     el.addEventListener("input", function () { apply(); toHash(); });
     el.addEventListener("change", function () { apply(); toHash(); });
   });
