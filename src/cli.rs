@@ -129,6 +129,17 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Send run ID's findings (default: the latest run) to AWS Security Hub in each account,
+    /// with the account's role: new and open findings active, detached or vanished ones
+    /// resolved (archived); nothing resolved in an account whose scan failed.
+    Publish {
+        id: Option<i64>,
+        /// Security Hub's region (default: the partition's home region, us-east-1 in aws).
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
     /// Every run, with status, times and counts.
     Runs {
         #[arg(long, value_enum, default_value = "table")]

@@ -73,6 +73,39 @@ impl Finding {
     }
 }
 
+/// A finding in words for a reader of another tool (OCSF, Security Hub): title, description and
+/// what to do.
+pub fn describe(
+    kind: &str,
+    user_name: &str,
+    user_arn: &str,
+    policy_name: &str,
+    policy_arn: &str,
+    groups: &[String],
+) -> (String, String, &'static str) {
+    if kind == FindingKind::RedundantDirect.as_str() {
+        (
+            format!(
+                "IAM user {user_name} holds {policy_name} both directly and through group {}",
+                groups.join(", ")
+            ),
+            format!(
+                "The managed policy {policy_arn} is attached directly to IAM user {user_arn} and also granted by the user's group(s) {}. The direct attachment is redundant: iamsweep can detach it (DetachUserPolicy) while a group still grants the policy, so the user keeps every permission.",
+                groups.join(", ")
+            ),
+            "Detach the direct attachment while the group still grants the policy: `iamsweep apply` (verified live, journaled, reversible with `iamsweep rollback`). Never remove it in the console, which also removes the user from the group.",
+        )
+    } else {
+        (
+            format!("IAM user {user_name} holds {policy_name} directly, through no group"),
+            format!(
+                "The managed policy {policy_arn} is attached directly to IAM user {user_arn} and granted by none of the user's groups. Grant it through a group, then detach it from the user; iamsweep never removes it on its own."
+            ),
+            "Grant the policy through a group the user belongs to, then detach it from the user.",
+        )
+    }
+}
+
 /// Everything a scan learns about one account.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AccountFindings {

@@ -21,6 +21,7 @@ pub mod model;
 pub mod organization;
 pub mod pacer;
 pub mod progress;
+pub mod publish;
 pub mod report;
 pub mod rollback;
 pub mod run;

@@ -9,6 +9,7 @@ mod doctor;
 mod exceptions;
 mod history;
 mod plan;
+mod publish;
 mod report;
 mod resume;
 mod rollback;
@@ -84,6 +85,9 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
         } => diff::diff(&cli, *from, *to, *format, *unchanged, &mut out),
         Command::Apply(args) => apply::apply(&cli, args, cancel, &mut out).await,
         Command::Plan { id, format } => plan::plan(&cli, *id, *format, &mut out),
+        Command::Publish { id, region, format } => {
+            publish::publish(&cli, *id, region.as_deref(), *format, &mut out).await
+        }
         Command::Resume { id } => resume::resume(&cli, *id, cancel, &mut out).await,
         Command::Report { id, format } => report::report(&cli, *id, *format, &mut out),
         Command::Rollback {

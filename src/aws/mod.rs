@@ -32,6 +32,7 @@ pub enum Op {
     ListRoots,
     ListOrganizationalUnitsForParent,
     ListAccountsForParent,
+    BatchImportFindings,
 }
 
 /// Which iamsweep command needs an IAM operation from the role it assumes in each account.
@@ -44,7 +45,7 @@ pub enum Needed {
 }
 
 impl Op {
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 16] = [
         Op::AssumeRole,
         Op::GetCallerIdentity,
         Op::GetAccountAuthorizationDetails,
@@ -60,6 +61,7 @@ impl Op {
         Op::ListRoots,
         Op::ListOrganizationalUnitsForParent,
         Op::ListAccountsForParent,
+        Op::BatchImportFindings,
     ];
 
     /// The service's IAM action prefix: `sts`, `iam` or `organizations`.
@@ -69,6 +71,7 @@ impl Op {
             Op::ListRoots | Op::ListOrganizationalUnitsForParent | Op::ListAccountsForParent => {
                 "organizations"
             }
+            Op::BatchImportFindings => "securityhub",
             _ => "iam",
         }
     }
@@ -113,6 +116,7 @@ impl Op {
             Op::ListRoots => "ListRoots",
             Op::ListOrganizationalUnitsForParent => "ListOrganizationalUnitsForParent",
             Op::ListAccountsForParent => "ListAccountsForParent",
+            Op::BatchImportFindings => "BatchImportFindings",
         }
     }
 
@@ -378,4 +382,64 @@ pub trait Iam: Send + Sync + 'static {
         actions: &[String],
         marker: Option<String>,
     ) -> impl Future<Output = Result<Page<Decision>, AwsError>> + Send;
+}
+
+/// One finding as AWS Security Hub takes it (ASFF), built by the core; the adapter turns it
+/// into the SDK's type. Kept (as JSON) with what was published, so a later publish can send it
+/// again resolved.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HubFinding {
+    /// Stable for the same account, user (id) and policy: a later import updates it.
+    pub id: String,
+    pub product_arn: String,
+    pub generator_id: String,
+    pub account_id: String,
+    pub region: String,
+    pub partition: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub title: String,
+    pub description: String,
+    /// `LOW`, `MEDIUM`, ...
+    pub severity: String,
+    pub types: Vec<String>,
+    pub user_arn: String,
+    pub user_name: String,
+    pub user_id: Option<String>,
+    /// `FAILED` while open, `PASSED` once resolved.
+    pub compliance: String,
+    pub related_requirements: Vec<String>,
+    /// `ACTIVE`, or `ARCHIVED` once resolved.
+    pub record_state: String,
+    /// `NEW`, `SUPPRESSED` or `RESOLVED`.
+    pub workflow: String,
+    pub remediation: String,
+    /// ASFF `UserDefinedFields`: the policy, the owner, the run.
+    pub fields: Vec<(String, String)>,
+}
+
+/// What `BatchImportFindings` refused, by finding id: (id, error code, message).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HubImported {
+    pub failed: Vec<(String, String, String)>,
+}
+
+/// Reaches AWS Security Hub in each account (with the account's role).
+pub trait HubConnector: Send + Sync + 'static {
+    type Hub: Hub;
+
+    fn hub(
+        &self,
+        target: &AccountTarget,
+        region: &str,
+    ) -> impl Future<Output = Result<Self::Hub, AwsError>> + Send;
+}
+
+/// AWS Security Hub in one account.
+pub trait Hub: Send + Sync + 'static {
+    /// One `BatchImportFindings` request (at most 100 findings).
+    fn import(
+        &self,
+        findings: &[HubFinding],
+    ) -> impl Future<Output = Result<HubImported, AwsError>> + Send;
 }

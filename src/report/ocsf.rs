@@ -8,7 +8,7 @@ use std::io::Write;
 use serde_json::json;
 
 use crate::model::Partition;
-use crate::store::FindingView;
+use crate::store::{FindingView, Lifecycle};
 
 /// The OCSF schema version the events follow (checked in CI with py-ocsf-models).
 pub const OCSF_VERSION: &str = "1.5.0";
@@ -64,41 +64,6 @@ pub fn finding_uid(
     )
 }
 
-/// OCSF status: 4 Resolved (iamsweep detached it, or found it already gone), 3 Suppressed
-/// (excluded or a live exception: why in `status_detail`), 1 New (open).
-fn status(f: &FindingView<'_>) -> (u8, &'static str, Option<String>) {
-    let exception = f.exception_mark();
-    match &f.action {
-        Some(a) if a.status == "detached" || a.status == "already_detached" => (
-            4,
-            "Resolved",
-            Some(format!("{} by iamsweep in run {}", a.status, a.run_id)),
-        ),
-        Some(a) if a.status == "skipped" && a.reason == Some("excluded") => (
-            3,
-            "Suppressed",
-            Some("excluded by exclude_users, exclude_policies or only_policies".into()),
-        ),
-        _ if exception.is_some() => {
-            let e = exception.expect("checked");
-            (
-                3,
-                "Suppressed",
-                Some(format!(
-                    "[[exception]] until {} (owner {}): {}",
-                    e.expires, e.owner, e.reason
-                )),
-            )
-        }
-        Some(a) if a.status == "skipped" && a.reason == Some("exception") => (
-            3,
-            "Suppressed",
-            Some("a live [[exception]] covers it".into()),
-        ),
-        _ => (1, "New", None),
-    }
-}
-
 fn event(run: &OcsfRun, f: &FindingView<'_>) -> serde_json::Value {
     let (partition, account_name) = run
         .accounts
@@ -108,38 +73,20 @@ fn event(run: &OcsfRun, f: &FindingView<'_>) -> serde_json::Value {
     let region = partition.iam_region();
     let groups = f.groups();
     let redundant = f.kind == "redundant_direct";
-    let (title, desc, severity_id, severity) = if redundant {
-        (
-            format!(
-                "IAM user {} holds {} both directly and through group {}",
-                f.user_name,
-                f.policy_name,
-                groups.join(", ")
-            ),
-            format!(
-                "The managed policy {} is attached directly to IAM user {} and also granted by the user's group(s) {}. The direct attachment is redundant: iamsweep can detach it (DetachUserPolicy) while a group still grants the policy, so the user keeps every permission.",
-                f.policy_arn,
-                f.user_arn,
-                groups.join(", ")
-            ),
-            2,
-            "Low",
-        )
-    } else {
-        (
-            format!(
-                "IAM user {} holds {} directly, through no group",
-                f.user_name, f.policy_name
-            ),
-            format!(
-                "The managed policy {} is attached directly to IAM user {} and granted by none of the user's groups. Grant it through a group, then detach it from the user; iamsweep never removes it on its own.",
-                f.policy_arn, f.user_arn
-            ),
-            3,
-            "Medium",
-        )
+    let (title, desc, remediation) = crate::findings::describe(
+        f.kind,
+        f.user_name,
+        f.user_arn,
+        f.policy_name,
+        f.policy_arn,
+        &groups,
+    );
+    let (severity_id, severity) = if redundant { (2, "Low") } else { (3, "Medium") };
+    let (status_id, status_name, detail) = match f.lifecycle() {
+        Lifecycle::Resolved(why) => (4, "Resolved", Some(why)),
+        Lifecycle::Suppressed(why) => (3, "Suppressed", Some(why)),
+        Lifecycle::Open => (1, "New", None),
     };
-    let (status_id, status_name, detail) = status(f);
     let mut e = json!({
         "activity_id": 1,
         "activity_name": "Create",
@@ -207,11 +154,7 @@ fn event(run: &OcsfRun, f: &FindingView<'_>) -> serde_json::Value {
             },
         ],
         "remediation": {
-            "desc": if redundant {
-                "Detach the direct attachment while the group still grants the policy: `iamsweep apply` (verified live, journaled, reversible with `iamsweep rollback`). Never remove it in the console, which also removes the user from the group."
-            } else {
-                "Grant the policy through a group the user belongs to, then detach it from the user."
-            },
+            "desc": remediation,
             "references": [
                 "https://docs.aws.amazon.com/securityhub/latest/userguide/iam-controls.html#iam-2",
                 "https://docs.aws.amazon.com/IAM/latest/UserGuide/best-practices.html",

@@ -10,6 +10,7 @@ use rusqlite_migration::{M, Migrations};
 pub mod actor;
 mod diff;
 mod journal;
+mod published;
 mod reports;
 mod rollback;
 mod rows;
@@ -19,6 +20,7 @@ mod stream;
 mod tally;
 
 pub use diff::*;
+pub use published::Published;
 pub use rows::*;
 pub use runs::FindingKey;
 pub use tally::Tally;
@@ -53,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_exceptions.sql"),
     include_str!("../../migrations/0007_plans.sql"),
     include_str!("../../migrations/0008_owners.sql"),
+    include_str!("../../migrations/0009_published.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -287,7 +290,7 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(
-            err.contains("newer iamsweep (schema version 99; this one knows up to 8)"),
+            err.contains("newer iamsweep (schema version 99; this one knows up to 9)"),
             "{err}"
         );
     }

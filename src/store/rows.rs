@@ -190,6 +190,14 @@ pub struct Reappeared {
     pub detached_at: Option<String>,
 }
 
+/// Where a finding stands, with why for the last two.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    Open,
+    Suppressed(String),
+    Resolved(String),
+}
+
 /// A finding as `report` streams it, borrowed from the database row; serializes exactly like
 /// [`FindingRow`].
 #[derive(Debug, Serialize)]
@@ -242,6 +250,33 @@ impl FindingView<'_> {
     /// The covering groups as names.
     pub fn groups(&self) -> Vec<String> {
         serde_json::from_str(self.covering_groups.get()).unwrap_or_default()
+    }
+
+    /// Where the finding stands for a security team's tools (OCSF, Security Hub): resolved when
+    /// iamsweep detached it (or found it gone), suppressed when excluded or excepted, else open.
+    pub fn lifecycle(&self) -> Lifecycle {
+        match &self.action {
+            Some(a) if a.status == "detached" || a.status == "already_detached" => {
+                Lifecycle::Resolved(format!("{} by iamsweep in run {}", a.status, a.run_id))
+            }
+            Some(a) if a.status == "skipped" && a.reason == Some("excluded") => {
+                Lifecycle::Suppressed(
+                    "excluded by exclude_users, exclude_policies or only_policies".into(),
+                )
+            }
+            _ => match self.exception_mark() {
+                Some(e) => Lifecycle::Suppressed(format!(
+                    "[[exception]] until {} (owner {}): {}",
+                    e.expires, e.owner, e.reason
+                )),
+                None => match &self.action {
+                    Some(a) if a.status == "skipped" && a.reason == Some("exception") => {
+                        Lifecycle::Suppressed("a live [[exception]] covers it".into())
+                    }
+                    _ => Lifecycle::Open,
+                },
+            },
+        }
     }
 
     /// The exception that covered it, if any.

@@ -37,6 +37,7 @@ use crate::model::{Partition, PolicyArn, UserName};
 mod credentials;
 mod endpoints;
 mod errors;
+pub mod hub;
 mod iam;
 mod org;
 
@@ -410,10 +411,13 @@ impl SdkConnector {
     }
 }
 
-impl Connector for SdkConnector {
-    type Client = SdkIam;
-
-    async fn connect(&self, target: &AccountTarget) -> Result<SdkIam, AwsError> {
+impl SdkConnector {
+    /// The credentials for one account: its role assumed (kept alive with the client), or the
+    /// base credentials when they are that account's own.
+    async fn account_credentials(
+        &self,
+        target: &AccountTarget,
+    ) -> Result<(SharedCredentialsProvider, Option<Arc<AssumedRole>>), AwsError> {
         if target.partition != self.partition {
             return Err(AwsError::new(
                 ErrorKind::Other,
@@ -471,6 +475,45 @@ impl Connector for SdkConnector {
                 })?
             }
         };
+        Ok((credentials, role))
+    }
+
+    /// AWS Security Hub in one account and `region`, with that account's role: Security Hub
+    /// takes a finding only from the account it is about.
+    async fn hub_client(
+        &self,
+        target: &AccountTarget,
+        region: &str,
+    ) -> Result<hub::SdkHub, AwsError> {
+        let (credentials, role) = self.account_credentials(target).await?;
+        let mut conf = aws_sdk_securityhub::config::Builder::from(&self.base)
+            .region(Region::new(region.to_owned()))
+            .retry_config(one_attempt())
+            .credentials_provider(credentials)
+            .identity_cache(IdentityCache::lazy().build());
+        if let Some(url) = &self.endpoint_url {
+            conf = conf.endpoint_url(url);
+        }
+        Ok(hub::SdkHub::new(
+            aws_sdk_securityhub::Client::from_conf(conf.build()),
+            role,
+        ))
+    }
+}
+
+impl super::HubConnector for SdkConnector {
+    type Hub = hub::SdkHub;
+
+    async fn hub(&self, target: &AccountTarget, region: &str) -> Result<hub::SdkHub, AwsError> {
+        self.hub_client(target, region).await
+    }
+}
+
+impl Connector for SdkConnector {
+    type Client = SdkIam;
+
+    async fn connect(&self, target: &AccountTarget) -> Result<SdkIam, AwsError> {
+        let (credentials, role) = self.account_credentials(target).await?;
         let conf = self.iam_conf(target.id.as_str(), credentials).build();
         Ok(SdkIam {
             client: aws_sdk_iam::Client::from_conf(conf),

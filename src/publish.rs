@@ -1,0 +1,356 @@
+//! `publish`: a run's findings to AWS Security Hub in each account, with a lifecycle. Open
+//! findings are active and `FAILED`; a finding iamsweep detached, or one published before and no
+//! longer found by a scan that read its account, is sent again with the same Id, `PASSED` and
+//! `ARCHIVED`. Nothing is resolved in an account whose scan failed. What was sent is recorded,
+//! so the next publish knows what is new, what to update and what to resolve.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::aws::{AwsError, ErrorKind, Hub, HubConnector, HubFinding};
+use crate::config::AccountTarget;
+use crate::store::actor::StoreHandle;
+use crate::store::{FindingView, Lifecycle, StoreError};
+
+/// Findings per `BatchImportFindings` request: Security Hub's limit.
+pub const BATCH: usize = 100;
+/// Between two requests of one account: Security Hub allows 10 per second per account and
+/// region.
+const PACE: Duration = Duration::from_millis(110);
+const TRIES: u32 = 5;
+/// Accounts published at once.
+const ACCOUNTS_AT_ONCE: usize = 8;
+
+/// How one account's publish went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AccountPublished {
+    pub account_id: String,
+    pub account_name: Option<String>,
+    pub region: String,
+    /// Sent for the first time.
+    pub new: u64,
+    /// Sent again (still open, or suppressed).
+    pub updated: u64,
+    /// Sent `PASSED` / `ARCHIVED`: detached, or no longer found.
+    pub resolved: u64,
+    /// Refused by Security Hub (`FailedFindings`) or never sent because of `error`.
+    pub failed: u64,
+    pub requests: u64,
+    /// Why the account was not (fully) published: a refused call, a failed scan.
+    pub error: Option<String>,
+}
+
+/// Everything publish needs to know of the run, read from the store.
+struct RunFindings {
+    targets: Vec<AccountTarget>,
+    scanned: HashSet<String>,
+    findings_run: i64,
+    by_account: HashMap<String, Vec<HubFinding>>,
+}
+
+/// Publishes run `run_id` (a scan, or an apply: its scan's findings with its actions).
+pub async fn publish<C: HubConnector>(
+    connector: &C,
+    store: &StoreHandle,
+    run_id: i64,
+    region: Option<&str>,
+) -> Result<Vec<AccountPublished>, StoreError> {
+    let region = region.map(str::to_owned);
+    let run = {
+        let region = region.clone();
+        store
+            .call(move |s| read_run(s, run_id, region.as_deref()))
+            .await?
+    };
+    let RunFindings {
+        targets,
+        scanned,
+        findings_run,
+        mut by_account,
+    } = run;
+    let jobs = targets.into_iter().map(|t| {
+        let findings = by_account.remove(t.id.as_str()).unwrap_or_default();
+        let scanned = scanned.contains(t.id.as_str());
+        let region = region
+            .clone()
+            .unwrap_or_else(|| t.partition.iam_region().to_owned());
+        async move {
+            if !scanned {
+                return Ok(AccountPublished {
+                    account_id: t.id.to_string(),
+                    account_name: t.name.clone(),
+                    region,
+                    error: Some(format!(
+                        "its scan failed in run {findings_run}: nothing published, nothing resolved"
+                    )),
+                    ..AccountPublished::default()
+                });
+            }
+            account(connector, store, run_id, &t, &region, findings).await
+        }
+    });
+    let mut out: Vec<AccountPublished> = futures::stream::iter(jobs)
+        .buffered(ACCOUNTS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    out.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+    Ok(out)
+}
+
+fn read_run(
+    s: &mut crate::store::Store,
+    run_id: i64,
+    region: Option<&str>,
+) -> Result<RunFindings, StoreError> {
+    let run = s.run(run_id)?;
+    let findings_run = match run.kind.as_str() {
+        "apply" => run.source_run_id.unwrap_or(run_id),
+        "rollback" => {
+            return Err(StoreError::NotFound(format!(
+                "run {run_id} is a rollback; publish takes a scan or apply run"
+            )));
+        }
+        _ => run_id,
+    };
+    let targets = s.run_targets(findings_run)?;
+    let scanned: HashSet<String> = s
+        .scanned_targets(findings_run)?
+        .into_iter()
+        .map(|t| t.id.to_string())
+        .collect();
+    let partitions: HashMap<String, crate::model::Partition> = targets
+        .iter()
+        .map(|t| (t.id.to_string(), t.partition))
+        .collect();
+    let now = crate::store::now();
+    let mut by_account: HashMap<String, Vec<HubFinding>> = HashMap::new();
+    s.report_each(run_id, |f| {
+        let partition = partitions
+            .get(f.account_id)
+            .copied()
+            .unwrap_or(crate::model::Partition::Aws);
+        let region = region.unwrap_or(partition.iam_region());
+        by_account
+            .entry(f.account_id.to_owned())
+            .or_default()
+            .push(hub_finding(f, partition, region, run_id, &now));
+        Ok(())
+    })?;
+    Ok(RunFindings {
+        targets,
+        scanned,
+        findings_run,
+        by_account,
+    })
+}
+
+/// The ASFF finding for one of iamsweep's findings.
+pub fn hub_finding(
+    f: &FindingView<'_>,
+    partition: crate::model::Partition,
+    region: &str,
+    run_id: i64,
+    now: &str,
+) -> HubFinding {
+    let groups = f.groups();
+    let (title, description, remediation) = crate::findings::describe(
+        f.kind,
+        f.user_name,
+        f.user_arn,
+        f.policy_name,
+        f.policy_arn,
+        &groups,
+    );
+    let (compliance, record_state, workflow) = match f.lifecycle() {
+        Lifecycle::Open => ("FAILED", "ACTIVE", "NEW"),
+        Lifecycle::Suppressed(_) => ("FAILED", "ACTIVE", "SUPPRESSED"),
+        Lifecycle::Resolved(_) => ("PASSED", "ARCHIVED", "RESOLVED"),
+    };
+    let mut fields = vec![
+        ("iamsweep_policy_arn".to_owned(), f.policy_arn.to_owned()),
+        ("iamsweep_kind".to_owned(), f.kind.to_owned()),
+        ("iamsweep_run".to_owned(), run_id.to_string()),
+    ];
+    if !groups.is_empty() {
+        fields.push(("iamsweep_covering_groups".to_owned(), groups.join(",")));
+    }
+    if let Some(o) = f.owner {
+        fields.push(("owner".to_owned(), o.to_owned()));
+    }
+    let account = f.account_id;
+    HubFinding {
+        id: crate::report::finding_uid(account, f.user_id, f.user_name, f.policy_arn),
+        product_arn: format!(
+            "arn:{}:securityhub:{region}:{account}:product/{account}/default",
+            partition.as_str()
+        ),
+        generator_id: format!("iamsweep/{}", f.kind),
+        account_id: account.to_owned(),
+        region: region.to_owned(),
+        partition: partition.as_str().to_owned(),
+        created_at: now.to_owned(),
+        updated_at: now.to_owned(),
+        title,
+        description,
+        severity: if f.kind == "redundant_direct" { "LOW" } else { "MEDIUM" }.to_owned(),
+        types: vec![
+            "Software and Configuration Checks/Industry and Regulatory Standards/CIS AWS Foundations Benchmark"
+                .to_owned(),
+        ],
+        user_arn: f.user_arn.to_owned(),
+        user_name: f.user_name.to_owned(),
+        user_id: f.user_id.map(str::to_owned),
+        compliance: compliance.to_owned(),
+        related_requirements: vec![
+            "CIS AWS Foundations Benchmark v1.4.0/1.15".to_owned(),
+            "AWS Foundational Security Best Practices v1.0.0/IAM.2".to_owned(),
+        ],
+        record_state: record_state.to_owned(),
+        workflow: workflow.to_owned(),
+        remediation: remediation.to_owned(),
+        fields,
+    }
+}
+
+async fn account<C: HubConnector>(
+    connector: &C,
+    store: &StoreHandle,
+    run_id: i64,
+    target: &AccountTarget,
+    region: &str,
+    mut findings: Vec<HubFinding>,
+) -> Result<AccountPublished, StoreError> {
+    let mut done = AccountPublished {
+        account_id: target.id.to_string(),
+        account_name: target.name.clone(),
+        region: region.to_owned(),
+        ..AccountPublished::default()
+    };
+    let id = target.id.to_string();
+    let prior = store.call(move |s| s.published(&id)).await?;
+    // Published and open before, not found now by a scan that read the account: resolved.
+    let now = crate::store::now();
+    let current: HashSet<String> = findings.iter().map(|f| f.id.clone()).collect();
+    let mut gone: Vec<HubFinding> = prior
+        .iter()
+        .filter(|(uid, p)| p.state == "active" && !current.contains(*uid))
+        .map(|(_, p)| HubFinding {
+            compliance: "PASSED".into(),
+            record_state: "ARCHIVED".into(),
+            workflow: "RESOLVED".into(),
+            updated_at: now.clone(),
+            ..p.finding.clone()
+        })
+        .collect();
+    gone.sort_by(|a, b| a.id.cmp(&b.id));
+    for f in &mut findings {
+        let before = prior.get(&f.id);
+        // Security Hub keeps a finding's creation time: send the first one again.
+        if let Some(p) = before {
+            f.created_at = p.finding.created_at.clone();
+        }
+        match (f.record_state.as_str(), before.map(|p| p.state.as_str())) {
+            ("ARCHIVED", Some("archived")) => done.updated += 1,
+            ("ARCHIVED", _) => done.resolved += 1,
+            (_, None) => done.new += 1,
+            _ => done.updated += 1,
+        }
+    }
+    done.resolved += gone.len() as u64;
+    findings.extend(gone);
+    if findings.is_empty() {
+        return Ok(done);
+    }
+    let hub = match connector.hub(target, region).await {
+        Ok(h) => h,
+        Err(e) => {
+            done.failed = findings.len() as u64;
+            (done.new, done.updated, done.resolved) = (0, 0, 0);
+            done.error = Some(e.to_string());
+            return Ok(done);
+        }
+    };
+    let mut last: Option<tokio::time::Instant> = None;
+    let mut sent = 0;
+    for batch in findings.chunks(BATCH) {
+        let result = send(&hub, batch, &mut last, &mut done.requests).await;
+        match result {
+            Ok(imported) => {
+                let refused: HashSet<&str> = imported
+                    .failed
+                    .iter()
+                    .map(|(id, _, _)| id.as_str())
+                    .collect();
+                if let Some((id, code, message)) = imported.failed.first() {
+                    done.error.get_or_insert_with(|| {
+                        format!(
+                            "Security Hub refused {} findings, e.g. {id}: {code} {message}",
+                            imported.failed.len()
+                        )
+                    });
+                }
+                done.failed += imported.failed.len() as u64;
+                let took: Vec<HubFinding> = batch
+                    .iter()
+                    .filter(|f| !refused.contains(f.id.as_str()))
+                    .cloned()
+                    .collect();
+                store
+                    .call(move |s| s.record_published(run_id, &took))
+                    .await?;
+            }
+            Err(e) => {
+                done.failed += (findings.len() - sent) as u64;
+                done.error = Some(e.to_string());
+                break;
+            }
+        }
+        sent += batch.len();
+    }
+    // What was counted as new, updated or resolved but not taken is counted as failed only.
+    if done.failed > 0 {
+        let ok = (findings.len() as u64).saturating_sub(done.failed);
+        let counted = done.new + done.updated + done.resolved;
+        if counted > ok {
+            let mut extra = counted - ok;
+            for n in [&mut done.new, &mut done.updated, &mut done.resolved] {
+                let cut = extra.min(*n);
+                *n -= cut;
+                extra -= cut;
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// One request, paced under Security Hub's rate, retried while throttled or lost (an import is
+/// idempotent: the same Id updates the same finding).
+async fn send<H: Hub>(
+    hub: &H,
+    batch: &[HubFinding],
+    last: &mut Option<tokio::time::Instant>,
+    requests: &mut u64,
+) -> Result<crate::aws::HubImported, AwsError> {
+    let mut tries = 0;
+    loop {
+        if let Some(at) = *last {
+            tokio::time::sleep_until(at + PACE).await;
+        }
+        *last = Some(tokio::time::Instant::now());
+        *requests += 1;
+        tries += 1;
+        match hub.import(batch).await {
+            Err(e)
+                if matches!(e.kind, ErrorKind::Throttled | ErrorKind::Transient)
+                    && tries < TRIES =>
+            {
+                tokio::time::sleep(Duration::from_millis(200 << tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
