@@ -84,6 +84,9 @@ pub enum Command {
         /// (`new`). A failed account still makes it 1.
         #[arg(long, value_enum, value_name = "WHAT")]
         fail_on: Option<FailOn>,
+        /// Then send the run's findings to AWS Security Hub (as `iamsweep publish`).
+        #[arg(long)]
+        publish: bool,
     },
     /// Detach redundant direct attachments, each verified live first.
     Apply(ApplyArgs),
@@ -170,6 +173,9 @@ pub enum Command {
         /// Also check the permissions apply and rollback need (IAM policy simulator).
         #[arg(long)]
         apply: bool,
+        /// Also check the permission publish needs (securityhub:BatchImportFindings).
+        #[arg(long)]
+        publish: bool,
     },
     /// Every change iamsweep made or attempted, oldest first.
     History {
@@ -249,6 +255,11 @@ pub struct ApplyArgs {
     /// `IsAttachable` false): neither the post-check nor a rollback could restore them.
     #[arg(long)]
     pub allow_non_reattachable: bool,
+
+    /// Then send the run's findings to AWS Security Hub (as `iamsweep publish`): what was
+    /// detached resolved.
+    #[arg(long)]
+    pub publish: bool,
 }
 
 /// `30s`, `1m`, `500ms`, or a plain number of seconds.

@@ -37,9 +37,14 @@ impl Checkup {
 
 /// The IAM actions apply and rollback make with the role.
 pub fn apply_actions() -> Vec<String> {
+    actions(Needed::Apply)
+}
+
+/// The actions a command makes with the role in each account.
+pub fn actions(which: Needed) -> Vec<String> {
     Op::ALL
         .iter()
-        .filter(|op| op.needed_by_member_role() == Some(Needed::Apply))
+        .filter(|op| op.needed_by_member_role() == Some(which))
         .map(|op| op.action())
         .collect()
 }
@@ -48,12 +53,12 @@ pub fn apply_actions() -> Vec<String> {
 pub async fn check<C: Connector>(
     connector: &C,
     targets: &[AccountTarget],
-    with_apply: bool,
+    with: &[Needed],
     concurrency: usize,
     policy: CallPolicy,
 ) -> Vec<Checkup> {
     futures::stream::iter(targets)
-        .map(|t| check_one(connector, t, with_apply, policy))
+        .map(|t| check_one(connector, t, with, policy))
         .buffered(concurrency.max(1))
         .collect()
         .await
@@ -62,7 +67,7 @@ pub async fn check<C: Connector>(
 async fn check_one<C: Connector>(
     connector: &C,
     target: &AccountTarget,
-    with_apply: bool,
+    with: &[Needed],
     policy: CallPolicy,
 ) -> Checkup {
     let mut checkup = Checkup {
@@ -81,9 +86,10 @@ async fn check_one<C: Connector>(
         }
     };
     checkup.read = Some(iam.authorization_details(None).await.map(drop));
-    if with_apply {
+    if !with.is_empty() {
+        let wanted: Vec<String> = with.iter().flat_map(|w| actions(*w)).collect();
         match target.role_arn() {
-            Some(role) => checkup.write = Some(iam.simulate(role, &apply_actions()).await),
+            Some(role) => checkup.write = Some(iam.simulate(role, &wanted).await),
             None => {
                 checkup.write_unchecked = Some(
                     "not checked: assume_role = false uses the base credentials, whose own policies apply".into(),
@@ -137,7 +143,7 @@ mod fake_tests {
         let checks = futures::executor::block_on(check(
             &org,
             &file.accounts,
-            true,
+            &[Needed::Apply],
             2,
             CallPolicy::default(),
         ));
@@ -158,7 +164,7 @@ mod fake_tests {
         let checks = futures::executor::block_on(check(
             &org,
             &file.accounts[..1],
-            true,
+            &[Needed::Apply],
             1,
             CallPolicy::default(),
         ));

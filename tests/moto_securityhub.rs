@@ -218,3 +218,68 @@ fn publish_keeps_security_hub_in_step_and_never_resolves_in_an_account_that_fail
     );
     eprintln!("{text}");
 }
+
+/// A hub that refuses the call (a role without `securityhub:BatchImportFindings`) is an error
+/// per account in the summary and exit code 1, never "0 sent" in silence; `apply --publish`
+/// publishes the run it just made.
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn a_refused_import_is_an_error_per_account_and_apply_publish_resolves_what_it_detached() {
+    let (c, d) = ("100000000931", "100000000932");
+    block_on(async {
+        for acct in [c, d] {
+            seed_many(acct, 1).await;
+        }
+    });
+    let w = Workdir::new(&accounts_toml(&[c, d]));
+    let proxy = common::proxy::Proxy::start(&moto_url());
+    // Security Hub's REST calls carry no Action: the only such calls here are its imports.
+    proxy.set_schedule(|s| {
+        (s.action == "?").then_some(common::proxy::Fault::Refuse("AccessDeniedException"))
+    });
+    let (out, _) = w.iamsweep_via(
+        &proxy.url,
+        &["scan", "--publish"],
+        std::time::Duration::from_secs(120),
+    );
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    let published = &text[text.find("published run").expect("the publish summary")..];
+    for acct in [c, d] {
+        let line = published
+            .lines()
+            .find(|l| l.starts_with(acct))
+            .unwrap_or_else(|| panic!("{acct} in the summary: {text}"));
+        assert!(
+            line.contains("403") || line.contains("AccessDenied"),
+            "{line}"
+        );
+    }
+    assert!(
+        text.contains("0 new, 0 updated, 0 resolved, 6 failed, in 2 accounts (2 with errors)"),
+        "{text}"
+    );
+    assert!(hub_findings(c).is_empty(), "nothing was taken");
+    assert_eq!(
+        w.sql::<i64>("SELECT count(*) FROM published"),
+        0,
+        "nothing recorded as sent"
+    );
+
+    let out = w.iamsweep(&["--settle", "1s", "apply", "--yes", "--publish"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("2 new, 0 updated, 4 resolved, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+    let st = states(&hub_findings(c));
+    assert_eq!(
+        st[&("user0000".to_owned(), "Grant1".to_owned())],
+        ("ARCHIVED".to_owned(), "PASSED".to_owned())
+    );
+    assert_eq!(
+        st[&("user0000".to_owned(), "Own".to_owned())],
+        ("ACTIVE".to_owned(), "FAILED".to_owned())
+    );
+}

@@ -85,6 +85,19 @@ fn the_role_allows_exactly_the_calls_iamsweep_makes() {
         policy_actions(&apply[1]["PolicyDocument"]),
         needed(Needed::Apply)
     );
+    // Publishing sits behind Publish=true, on the account's own default product only.
+    let publish = &policies[2]["Fn::If"];
+    assert_eq!(publish[0], "PublishAllowed");
+    assert_eq!(
+        policy_actions(&publish[1]["PolicyDocument"]),
+        needed(Needed::Publish)
+    );
+    assert!(
+        publish[1]["PolicyDocument"]["Statement"][0]["Resource"]["Fn::Sub"]
+            .as_str()
+            .unwrap()
+            .ends_with(":product/${AWS::AccountId}/default")
+    );
     // Writes only on users.
     let statements = apply[1]["PolicyDocument"]["Statement"].as_array().unwrap();
     let writes = statements

@@ -116,7 +116,19 @@ pub(super) async fn apply(
             engine.apply_run(id, &file, targets).await?
         }
     };
-    let code = finish(cli, &store, &result, out, "apply").await?;
+    let mut code = finish(cli, &store, &result, out, "apply").await?;
+    if args.publish && result.status != RunStatus::Interrupted {
+        let published = super::publish::run(
+            cli,
+            &store,
+            result.run_id,
+            None,
+            crate::report::Format::Table,
+            out,
+        )
+        .await?;
+        code = code.max(published);
+    }
     if let Some(max) = args.max_detaches
         && result.status != RunStatus::Interrupted
     {

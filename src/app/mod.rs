@@ -76,7 +76,9 @@ impl AppError {
 pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
     let mut out = std::io::stdout().lock();
     match &cli.command {
-        Command::Scan { fail_on } => scan::scan(&cli, *fail_on, cancel, &mut out).await,
+        Command::Scan { fail_on, publish } => {
+            scan::scan(&cli, *fail_on, *publish, cancel, &mut out).await
+        }
         Command::Diff {
             from,
             to,
@@ -110,7 +112,9 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
             format,
         } => history::history(&cli, account, user, policy, since, *format, &mut out),
         Command::Accounts { format } => accounts::accounts(&cli, *format, &mut out).await,
-        Command::Doctor { apply } => doctor::doctor(&cli, *apply, &mut out).await,
+        Command::Doctor { apply, publish } => {
+            doctor::doctor(&cli, *apply, *publish, &mut out).await
+        }
         Command::Runs { format } => runs::runs(&cli, *format, &mut out),
         Command::Exceptions { format } => exceptions::exceptions(&cli, *format, &mut out),
     }

@@ -13,6 +13,7 @@ use crate::store::actor::StoreHandle;
 pub(super) async fn scan(
     cli: &Cli,
     gate: Option<FailOn>,
+    publish: bool,
     cancel: Cancel,
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
@@ -30,6 +31,20 @@ pub(super) async fn scan(
     resolve_accounts(&engine.connector, &mut file, engine.options.calls).await?;
     let result = engine.scan(&file).await?;
     let code = finish(cli, &work.store, &result, out, "report").await?;
+    let code = if publish && result.status != crate::store::RunStatus::Interrupted {
+        let published = super::publish::run(
+            cli,
+            &work.store,
+            result.run_id,
+            None,
+            crate::report::Format::Table,
+            out,
+        )
+        .await?;
+        code.max(published)
+    } else {
+        code
+    };
     fail_on(&work.store, result.run_id, gate, code, out).await
 }
 

@@ -42,6 +42,8 @@ pub enum Needed {
     Scan,
     /// `apply` and `rollback`: only the apply role needs it.
     Apply,
+    /// `publish`: only a role deployed with `Publish=true` has it.
+    Publish,
 }
 
 impl Op {
@@ -90,6 +92,7 @@ impl Op {
             | Op::GetUser
             | Op::DetachUserPolicy
             | Op::AttachUserPolicy => Some(Needed::Apply),
+            Op::BatchImportFindings => Some(Needed::Publish),
             _ => None,
         }
     }
