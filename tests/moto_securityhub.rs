@@ -146,6 +146,7 @@ fn publish_keeps_security_hub_in_step_and_never_resolves_in_an_account_that_fail
     );
     let out = w.iamsweep(&["publish", "2"]);
     assert_exit(&out, 0);
+    eprintln!("publish 2:\n{}", stdout(&out));
     assert!(
         stdout(&out).contains("0 new, 6 updated, 12 resolved, 0 failed"),
         "{}",
@@ -217,6 +218,14 @@ fn publish_keeps_security_hub_in_step_and_never_resolves_in_an_account_that_fail
         3
     );
     eprintln!("{text}");
+    let one = hub_findings(a)
+        .into_iter()
+        .find(|f| f["Resources"][0]["Details"]["AwsIamUser"]["UserName"] == "user0001")
+        .unwrap();
+    eprintln!(
+        "one ASFF finding:\n{}",
+        serde_json::to_string_pretty(&one).unwrap()
+    );
 }
 
 /// A hub that refuses the call (a role without `securityhub:BatchImportFindings`) is an error
@@ -265,6 +274,33 @@ fn a_refused_import_is_an_error_per_account_and_apply_publish_resolves_what_it_d
         0,
         "nothing recorded as sent"
     );
+
+    // A partial refusal: Security Hub answers 200 with FailedFindings.
+    proxy.set_schedule(|s| {
+        (s.action == "?").then_some(common::proxy::Fault::JsonOk(
+            r#"{"FailedCount":1,"SuccessCount":2,"FailedFindings":[{"Id":"iamsweep/refused","ErrorCode":"InvalidInput","ErrorMessage":"injected by the test proxy"}]}"#,
+        ))
+    });
+    let (out, _) = w.iamsweep_via(
+        &proxy.url,
+        &["publish", "1"],
+        std::time::Duration::from_secs(120),
+    );
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    assert!(
+        text.contains("Security Hub refused 1 findings, e.g. iamsweep/refused: InvalidInput injected by the test proxy"),
+        "{text}"
+    );
+    assert!(
+        text.contains(", 2 failed, in 2 accounts (2 with errors)"),
+        "{text}"
+    );
+    // The proxy answered in the hub's place (nothing reached it): forget what it "took".
+    rusqlite::Connection::open(w.db())
+        .unwrap()
+        .execute("DELETE FROM published", [])
+        .unwrap();
 
     let out = w.iamsweep(&["--settle", "1s", "apply", "--yes", "--publish"]);
     assert_exit(&out, 0);

@@ -11,10 +11,9 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::detach::role_cannot;
 use super::proof::Proofs;
 use super::queue::Queue;
-use super::{Applied, ApplyOptions, RunCap, Tally, reason};
+use super::{Applied, ApplyOptions, RunCap, Tally, reason, role_cannot};
 use crate::aws::{AwsError, ErrorKind, Iam};
 use crate::calls::Metered;
 use crate::cancel::Cancel;

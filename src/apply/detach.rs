@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::account::Pass;
 use super::proof::{Coverage, Fresh};
 use super::queue::{Due, DueKind};
-use super::reason;
+use super::{reason, role_cannot};
 use crate::aws::{AwsError, ErrorKind, Iam, Op};
 use crate::calls;
 use crate::findings::Finding;
@@ -445,16 +445,5 @@ impl<I: Iam> Pass<'_, '_, I> {
                 ..Outcome::because(ActionStatus::Failed, reason::VERIFY_FAILED)
             },
         }
-    }
-}
-
-/// The account-stopping error for a role that may not make a call apply needs.
-pub(super) fn role_cannot(e: &AwsError, what: &str) -> AwsError {
-    AwsError {
-        message: format!(
-            "{}; the role may not make {what}: deploy it with Mode=apply (scripts/iamsweep-role.yaml), check with `iamsweep doctor --apply`, then `iamsweep resume`",
-            e.message
-        ),
-        ..e.clone()
     }
 }

@@ -101,3 +101,14 @@ pub mod reason {
     pub const RECONCILED: &str = "reconciled";
     pub const NOT_EXECUTED: &str = "not_executed";
 }
+
+/// The account-stopping error for a role that may not make a call apply needs.
+fn role_cannot(e: &AwsError, what: &str) -> AwsError {
+    AwsError {
+        message: format!(
+            "{}; the role may not make {what}: deploy it with Mode=apply (scripts/iamsweep-role.yaml), check with `iamsweep doctor --apply`, then `iamsweep resume`",
+            e.message
+        ),
+        ..e.clone()
+    }
+}

@@ -31,6 +31,9 @@ pub enum Fault {
     Refuse(&'static str),
     /// Forwarded (moto acts), answered after this long: a slow network or endpoint.
     SlowAnswer(Duration),
+    /// Not forwarded: answered `200 OK` with this JSON body (a service's partial refusal, such
+    /// as Security Hub's `FailedFindings`).
+    JsonOk(&'static str),
 }
 
 /// One request as the proxy saw it, for the test's fault schedule.
@@ -160,6 +163,7 @@ fn fault_name(f: Fault) -> &'static str {
         Fault::Throttle => "throttle",
         Fault::Refuse(_) => "refuse",
         Fault::SlowAnswer(_) => "slow",
+        Fault::JsonOk(_) => "json_ok",
     }
 }
 
@@ -385,6 +389,11 @@ async fn serve(mut client: TcpStream, upstream: &str, state: &Mutex<State>) -> s
             let answer = forward(upstream, &req).await?;
             tokio::time::sleep(delay).await;
             client.write_all(&closing(&answer)).await?;
+        }
+        Some(Fault::JsonOk(body)) => {
+            client
+                .write_all(&response("200 OK", "application/json", body))
+                .await?;
         }
         Some(Fault::ResetBefore) => reset(client),
         Some(Fault::DropAfter) => match lag {
