@@ -382,3 +382,53 @@ fn a_tampered_plan_or_one_from_another_database_changes_nothing_and_exits_2() {
         10
     );
 }
+
+#[test]
+#[ignore = "needs moto: run scripts/test.sh"]
+fn resume_honours_the_cap_the_interrupted_run_started_with() {
+    let (w, accounts) = scenario(100000000841);
+    // Paced so that Ctrl-C lands mid-run.
+    let mut child = spawn_iamsweep(
+        &w.db(),
+        &w.accounts(),
+        &[
+            "--max-rate",
+            "20",
+            "--settle",
+            "1s",
+            "apply",
+            "--yes",
+            "--max-detaches",
+            "15",
+        ],
+    );
+    wait_until(
+        &w.db(),
+        "SELECT count(*) FROM actions WHERE status = 'detached'",
+        |n| n >= 3,
+        &mut child,
+    );
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 130);
+    let before: i64 = w.sql("SELECT count(*) FROM actions WHERE status = 'detached'");
+    assert!(before < 15, "interrupted before the cap: {before}");
+
+    // `resume` takes no cap flag: the run's own (kept in the database) still holds.
+    let out = w.iamsweep(&["resume", "1"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        w.sql::<i64>("SELECT count(*) FROM actions WHERE run_id = 1 AND status = 'detached'"),
+        15,
+        "{before} before the interruption, the rest up to the cap after"
+    );
+    assert_eq!(
+        direct_left(&accounts),
+        3 * USERS * accounts.len() - 15,
+        "AWS agrees"
+    );
+    assert_eq!(
+        w.sql::<String>("SELECT status FROM runs WHERE id = 1"),
+        "completed"
+    );
+}
