@@ -134,10 +134,11 @@ pub(super) async fn apply(
     {
         capped(
             cli,
+            args,
             &store,
             max,
-            source.unwrap_or(result.run_id),
-            result.run_id,
+            (source.unwrap_or(result.run_id), result.run_id),
+            reviewed.as_ref().map(|r| r.finding_ids.as_slice()),
             out,
         )
         .await?;
@@ -146,15 +147,18 @@ pub(super) async fn apply(
 }
 
 /// Says what `--max-detaches` left for a later run, and the command that continues.
+/// With a reviewed plan, only its items count, and the command that continues applies the
+/// same plan: never the whole scan, which would detach what the reviewers left out.
 async fn capped(
     cli: &Cli,
+    args: &ApplyArgs,
     store: &StoreHandle,
     max: u64,
-    findings_run: i64,
-    run_id: i64,
+    (findings_run, run_id): (i64, i64),
+    plan_items: Option<&[i64]>,
     out: &mut impl Write,
 ) -> Result<(), AppError> {
-    let (made, left) = store
+    let (made, untried) = store
         .call(move |s| {
             Ok((
                 s.made_detaches(run_id)?,
@@ -162,13 +166,38 @@ async fn capped(
             ))
         })
         .await?;
+    let left = match plan_items {
+        Some(items) => untried
+            .iter()
+            .filter(|id| items.binary_search(id).is_ok())
+            .count(),
+        None => untried.len(),
+    };
     if made < max || left == 0 {
         return Ok(());
     }
+    let quote = |p: &std::path::Path| crate::report::shell_quote(&p.display().to_string());
+    let mut source = match &args.plan {
+        Some(path) => format!("--plan {}", quote(path)),
+        None => format!("--run {findings_run}"),
+    };
+    // The same filters: what this run left out stays out.
+    for (flag, globs) in [
+        ("--exclude-user", &args.exclude_users),
+        ("--exclude-policy", &args.exclude_policies),
+        ("--only-policy", &args.only_policies),
+    ] {
+        for g in globs {
+            source.push_str(&format!(" {flag} {}", crate::report::shell_quote(g)));
+        }
+    }
+    if let Some(n) = args.max_detaches_per_account {
+        source.push_str(&format!(" --max-detaches-per-account {n}"));
+    }
     let _ = writeln!(
         out,
-        "cap: --max-detaches {max} reached ({made} detached); {left} findings of run {findings_run} are left for a later run; continue with:\n  iamsweep --db {} apply --run {findings_run} --yes --max-detaches {max}",
-        crate::report::shell_quote(&cli.db.display().to_string())
+        "cap: --max-detaches {max} reached ({made} detached); {left} findings of run {findings_run} are left for a later run; continue with:\n  iamsweep --db {} apply {source} --yes --max-detaches {max}",
+        quote(&cli.db)
     );
     Ok(())
 }

@@ -25,16 +25,21 @@ impl Store {
         )?)
     }
 
-    /// Redundant findings of run `findings_run` that run `action_run` has not tried (no
+    /// Redundant findings of run `findings_run` (ids) that run `action_run` has not tried (no
     /// journal row): what a cap left for a later run.
-    pub fn untried_findings(&self, findings_run: i64, action_run: i64) -> Result<u64, StoreError> {
-        Ok(self.conn.query_row(
-            "SELECT count(*) FROM findings f
+    pub fn untried_findings(
+        &self,
+        findings_run: i64,
+        action_run: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT f.id FROM findings f
              WHERE f.run_id = ?1 AND f.kind = 'redundant_direct'
-               AND NOT EXISTS (SELECT 1 FROM actions x WHERE x.finding_id = f.id AND x.run_id = ?2)",
-            params![findings_run, action_run],
-            |r| r.get(0),
-        )?)
+               AND NOT EXISTS (SELECT 1 FROM actions x WHERE x.finding_id = f.id AND x.run_id = ?2)
+             ORDER BY f.id",
+        )?;
+        let rows = stmt.query_map(params![findings_run, action_run], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     // --- rollback ------------------------------------------------------------------------
