@@ -93,6 +93,12 @@ pub fn until(expires: &toml::value::Datetime) -> Result<String, String> {
     let Some(d) = expires.date else {
         return Err("expected a date (2027-01-31) or a date-time with an offset (2027-01-31T18:00:00Z), not a bare time".into());
     };
+    // Outside these years the instant cannot be stored (and no exception means them).
+    if !(1971..=9998).contains(&d.year) {
+        return Err(format!(
+            "`{expires}` is out of range: give a date between 1971 and 9998"
+        ));
+    }
     let day = format!("{:04}-{:02}-{:02}", d.year, d.month, d.day);
     let (clock, offset_minutes, extra) = match (expires.time, expires.offset) {
         (None, _) => ("00:00:00".to_owned(), 0i64, Duration::from_secs(24 * 3600)),
@@ -169,6 +175,23 @@ mod tests {
                 .contains("offset")
         );
         assert!(until(&dt("18:00:00")).unwrap_err().contains("bare time"));
+        // Dates TOML takes but a stored instant cannot hold: an error, never a panic.
+        for far in [
+            "9999-12-31",
+            "9999-12-31T23:00:00-05:00",
+            "1969-12-31",
+            "1970-01-01T00:30:00+01:00",
+            "0001-01-01",
+        ] {
+            assert!(
+                until(&dt(far)).unwrap_err().contains("out of range"),
+                "{far}"
+            );
+        }
+        assert_eq!(
+            until(&dt("9998-12-31")).unwrap(),
+            "9999-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]

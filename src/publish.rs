@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use crate::aws::{AwsError, ErrorKind, Hub, HubConnector, HubFinding};
+use crate::cancel::Cancel;
 use crate::config::AccountTarget;
 use crate::store::actor::StoreHandle;
 use crate::store::{FindingView, Lifecycle, StoreError};
@@ -51,11 +52,14 @@ struct RunFindings {
 }
 
 /// Publishes run `run_id` (a scan, or an apply: its scan's findings with its actions).
+/// A signal stops it between two requests: what was sent is recorded, the rest is counted as
+/// failed and sent by the next publish.
 pub async fn publish<C: HubConnector>(
     connector: &C,
     store: &StoreHandle,
     run_id: i64,
     region: Option<&str>,
+    cancel: &Cancel,
 ) -> Result<Vec<AccountPublished>, StoreError> {
     let region = region.map(str::to_owned);
     let run = {
@@ -88,7 +92,7 @@ pub async fn publish<C: HubConnector>(
                     ..AccountPublished::default()
                 });
             }
-            account(connector, store, run_id, &t, &region, findings).await
+            account(connector, store, run_id, &t, &region, findings, cancel).await
         }
     });
     let mut out: Vec<AccountPublished> = futures::stream::iter(jobs)
@@ -128,7 +132,8 @@ fn read_run(
         .collect();
     let now = crate::store::now();
     let mut by_account: HashMap<String, Vec<HubFinding>> = HashMap::new();
-    s.report_each(run_id, |f| {
+    // Where each finding stands now: one an earlier apply of the scan detached stays resolved.
+    s.findings_now_each(run_id, |f| {
         let partition = partitions
             .get(f.account_id)
             .copied()
@@ -216,6 +221,14 @@ pub fn hub_finding(
     }
 }
 
+/// What a finding sent by publish is, for the summary.
+#[derive(Clone, Copy)]
+enum Sent {
+    New,
+    Updated,
+    Resolved,
+}
+
 async fn account<C: HubConnector>(
     connector: &C,
     store: &StoreHandle,
@@ -223,6 +236,7 @@ async fn account<C: HubConnector>(
     target: &AccountTarget,
     region: &str,
     mut findings: Vec<HubFinding>,
+    cancel: &Cancel,
 ) -> Result<AccountPublished, StoreError> {
     let mut done = AccountPublished {
         account_id: target.id.to_string(),
@@ -247,20 +261,23 @@ async fn account<C: HubConnector>(
         })
         .collect();
     gone.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut kinds = Vec::with_capacity(findings.len() + gone.len());
     for f in &mut findings {
         let before = prior.get(&f.id);
         // Security Hub keeps a finding's creation time: send the first one again.
         if let Some(p) = before {
             f.created_at = p.finding.created_at.clone();
         }
-        match (f.record_state.as_str(), before.map(|p| p.state.as_str())) {
-            ("ARCHIVED", Some("archived")) => done.updated += 1,
-            ("ARCHIVED", _) => done.resolved += 1,
-            (_, None) => done.new += 1,
-            _ => done.updated += 1,
-        }
+        kinds.push(
+            match (f.record_state.as_str(), before.map(|p| p.state.as_str())) {
+                ("ARCHIVED", Some("archived")) => Sent::Updated,
+                ("ARCHIVED", _) => Sent::Resolved,
+                (_, None) => Sent::New,
+                _ => Sent::Updated,
+            },
+        );
     }
-    done.resolved += gone.len() as u64;
+    kinds.extend(gone.iter().map(|_| Sent::Resolved));
     findings.extend(gone);
     if findings.is_empty() {
         return Ok(done);
@@ -269,16 +286,22 @@ async fn account<C: HubConnector>(
         Ok(h) => h,
         Err(e) => {
             done.failed = findings.len() as u64;
-            (done.new, done.updated, done.resolved) = (0, 0, 0);
             done.error = Some(e.to_string());
             return Ok(done);
         }
     };
     let mut last: Option<tokio::time::Instant> = None;
-    let mut sent = 0;
-    for batch in findings.chunks(BATCH) {
-        let result = send(&hub, batch, &mut last, &mut done.requests).await;
-        match result {
+    for (batch, kinds) in findings.chunks(BATCH).zip(kinds.chunks(BATCH)) {
+        if cancel.is_cancelled() {
+            let left =
+                findings.len() as u64 - (done.new + done.updated + done.resolved + done.failed);
+            done.failed += left;
+            done.error = Some(format!(
+                "stopped by a signal: {left} findings not sent (publish the run again to send them)"
+            ));
+            break;
+        }
+        match send(&hub, batch, &mut last, &mut done.requests).await {
             Ok(imported) => {
                 let refused: HashSet<&str> = imported
                     .failed
@@ -293,34 +316,31 @@ async fn account<C: HubConnector>(
                         )
                     });
                 }
-                done.failed += imported.failed.len() as u64;
-                let took: Vec<HubFinding> = batch
-                    .iter()
-                    .filter(|f| !refused.contains(f.id.as_str()))
-                    .cloned()
-                    .collect();
+                let mut took = Vec::with_capacity(batch.len());
+                for (f, kind) in batch.iter().zip(kinds) {
+                    if refused.contains(f.id.as_str()) {
+                        done.failed += 1;
+                        continue;
+                    }
+                    match kind {
+                        Sent::New => done.new += 1,
+                        Sent::Updated => done.updated += 1,
+                        Sent::Resolved => done.resolved += 1,
+                    }
+                    took.push(f.clone());
+                }
+                // An Id this batch did not hold is a failure Security Hub reported all the same.
+                let ours: HashSet<&str> = batch.iter().map(|f| f.id.as_str()).collect();
+                done.failed += refused.difference(&ours).count() as u64;
                 store
                     .call(move |s| s.record_published(run_id, &took))
                     .await?;
             }
             Err(e) => {
-                done.failed += (findings.len() - sent) as u64;
+                done.failed +=
+                    findings.len() as u64 - (done.new + done.updated + done.resolved + done.failed);
                 done.error = Some(e.to_string());
                 break;
-            }
-        }
-        sent += batch.len();
-    }
-    // What was counted as new, updated or resolved but not taken is counted as failed only.
-    if done.failed > 0 {
-        let ok = (findings.len() as u64).saturating_sub(done.failed);
-        let counted = done.new + done.updated + done.resolved;
-        if counted > ok {
-            let mut extra = counted - ok;
-            for n in [&mut done.new, &mut done.updated, &mut done.resolved] {
-                let cut = extra.min(*n);
-                *n -= cut;
-                extra -= cut;
             }
         }
     }

@@ -273,3 +273,70 @@ fn an_interrupted_rollback_resumes_without_attaching_twice() {
         0
     );
 }
+
+/// `--max-detaches` across a crash: a detach whose answer was lost counts against the cap the
+/// resume honours (it may have been made), and one the resume finds never happened is given
+/// back. Four redundant pairs, a cap of 2, a process killed with two intents open: alice's
+/// detach reached AWS, bob's never left. The resume may send exactly one more detach.
+#[test]
+fn a_resumed_capped_run_counts_the_detaches_its_crash_left_unanswered() {
+    let rig = FakeRig::new(&accounts_toml(&[A]));
+    rig.org.add_group(A, "ops", &[P1]);
+    for user in ["alice", "bob", "carol", "dave"] {
+        rig.org.add_user(A, user, &["ops"], &[P1]);
+    }
+    let scan = block_on(rig.engine.scan(&rig.file)).unwrap();
+    let (file, targets) = (rig.file.clone(), rig.file.accounts.clone());
+    let run = block_on(rig.engine.store.call(move |s| {
+        let run = s.create_run(RunKind::Apply, Some(scan.run_id), &file, &targets, "{}")?;
+        let open = s.findings_to_apply(scan.run_id, run, &AccountId::parse(A).unwrap())?;
+        for (fid, f) in open.iter().take(2) {
+            s.journal_intent(&Intent {
+                run_id: run,
+                finding_id: Some(*fid),
+                account: AccountId::parse(A).unwrap(),
+                user: f.user_name.clone(),
+                policy: PolicyArn::new(P1),
+                operation: Operation::Detach,
+                covering_group: Some("ops".into()),
+                undoes: None,
+                send_by: None,
+            })?;
+        }
+        Ok(run)
+    }))
+    .unwrap();
+    rig.org.with_account(A, |a| {
+        a.users.get_mut("alice").unwrap().attached.remove(P1);
+    });
+    block_on(rig.engine.store.call(|s| s.interrupt_stale_runs())).unwrap();
+
+    let mut resumed = next_process(&rig);
+    resumed.options.apply.max_detaches = Some(2);
+    let result = block_on(resumed.resume(run)).unwrap();
+    assert_eq!(result.status, RunStatus::Completed);
+    assert_eq!(
+        rig.org.calls(A, Op::DetachUserPolicy),
+        1,
+        "alice's lost answer counts; bob's unsent intent does not"
+    );
+    let attached: Vec<&str> = ["alice", "bob", "carol", "dave"]
+        .into_iter()
+        .filter(|u| rig.org.user_policies(A, u).unwrap().contains(P1))
+        .collect();
+    assert_eq!(attached.len(), 2, "2 of 4 detached in all: {attached:?}");
+    assert_eq!(
+        rig.sql::<i64>(&format!(
+            "SELECT count(*) FROM actions WHERE run_id = {run} AND status = 'detached'"
+        )),
+        2,
+        "{:?}",
+        rig.journal()
+    );
+    assert_eq!(
+        rig.sql::<i64>(&format!(
+            "SELECT count(*) FROM actions WHERE run_id = {run} AND status IN ('pending', 'unknown')"
+        )),
+        0
+    );
+}

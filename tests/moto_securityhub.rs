@@ -218,6 +218,21 @@ fn publish_keeps_security_hub_in_step_and_never_resolves_in_an_account_that_fail
         3
     );
     eprintln!("{text}");
+    // Run 1 is older than run 3, already published: sending it would reopen in A's hub what
+    // run 3 resolved. Refused, exit 2, nothing sent.
+    let out = w.iamsweep(&["publish", "1"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("older than run 3, already published"),
+        "{}",
+        stderr(&out)
+    );
+    let st = states(&hub_findings(a));
+    assert_eq!(
+        st[&("user0000".to_owned(), "Own".to_owned())],
+        ("ARCHIVED".to_owned(), "PASSED".to_owned()),
+        "{a}: still resolved"
+    );
     let one = hub_findings(a)
         .into_iter()
         .find(|f| f["Resources"][0]["Details"]["AwsIamUser"]["UserName"] == "user0001")

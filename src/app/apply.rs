@@ -63,7 +63,24 @@ pub(super) async fn apply(
         }
         None => None,
     };
-    let run = reviewed.as_ref().map(|r| r.run_id).or(args.run);
+    let run = match reviewed.as_ref().map(|r| r.run_id).or(args.run) {
+        // An apply of an earlier scan stands for that scan's findings.
+        Some(asked) => {
+            let id = store
+                .call(move |s| s.findings_run(asked))
+                .await?
+                .ok_or_else(|| {
+                    AppError::Usage(format!(
+                        "run {asked} is a rollback; apply --run takes a scan (or apply) run"
+                    ))
+                })?;
+            if id != asked {
+                eprintln!("run {asked} applied the findings of run {id}: applying run {id}");
+            }
+            Some(id)
+        }
+        None => None,
+    };
     let engine = engine(
         cli,
         &work,
@@ -124,6 +141,7 @@ pub(super) async fn apply(
             result.run_id,
             None,
             crate::report::Format::Table,
+            &engine.cancel,
             out,
         )
         .await?;
@@ -161,7 +179,7 @@ async fn capped(
     let (made, untried) = store
         .call(move |s| {
             Ok((
-                s.made_detaches(run_id)?,
+                s.sent_detaches(run_id)?,
                 s.untried_findings(findings_run, run_id)?,
             ))
         })
@@ -173,7 +191,7 @@ async fn capped(
             .count(),
         None => untried.len(),
     };
-    if made < max || left == 0 {
+    if left == 0 {
         return Ok(());
     }
     let quote = |p: &std::path::Path| crate::report::shell_quote(&p.display().to_string());
@@ -196,7 +214,7 @@ async fn capped(
     }
     let _ = writeln!(
         out,
-        "cap: --max-detaches {max} reached ({made} detached); {left} findings of run {findings_run} are left for a later run; continue with:\n  iamsweep --db {} apply {source} --yes --max-detaches {max}",
+        "cap: {made} of --max-detaches {max} detaches sent; {left} findings of run {findings_run} are left for a later run; continue with:\n  iamsweep --db {} apply {source} --yes --max-detaches {max}",
         quote(&cli.db)
     );
     Ok(())
@@ -209,28 +227,13 @@ async fn apply_targets(
     id: i64,
     file: &AccountsFile,
 ) -> Result<Vec<AccountTarget>, AppError> {
-    let run = store.call(move |s| s.run(id)).await?;
-    if run.kind == "rollback" {
-        return Err(AppError::Usage(format!(
-            "run {id} is a rollback; apply --run takes a scan (or apply) run"
-        )));
-    }
     let scanned = store.call(move |s| s.scanned_targets(id)).await?;
     if scanned.is_empty() {
         return Err(AppError::Usage(format!(
             "run {id} recorded no scanned account; run `iamsweep scan` first"
         )));
     }
-    Ok(scanned
-        .into_iter()
-        .map(|t| {
-            file.accounts
-                .iter()
-                .find(|a| a.id == t.id)
-                .cloned()
-                .unwrap_or(t)
-        })
-        .collect())
+    Ok(plan::as_configured(scanned, file))
 }
 
 /// What apply is about to do, per account.

@@ -88,7 +88,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
         Command::Apply(args) => apply::apply(&cli, args, cancel, &mut out).await,
         Command::Plan { id, format } => plan::plan(&cli, *id, *format, &mut out),
         Command::Publish { id, region, format } => {
-            publish::publish(&cli, *id, region.as_deref(), *format, &mut out).await
+            publish::publish(&cli, *id, region.as_deref(), *format, &cancel, &mut out).await
         }
         Command::Resume { id } => resume::resume(&cli, *id, cancel, &mut out).await,
         Command::Report { id, format } => report::report(&cli, *id, *format, &mut out),
@@ -123,6 +123,14 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
 fn no_database(db: &std::path::Path) -> AppError {
     AppError::Usage(format!(
         "no database at {}: start with `iamsweep scan` (or pass --db)",
+        db.display()
+    ))
+}
+
+/// The command was given no run id and the database has no run yet.
+fn no_runs(db: &std::path::Path) -> AppError {
+    AppError::Usage(format!(
+        "no runs in {} yet: start with `iamsweep scan`",
         db.display()
     ))
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{AppError, exit, no_database};
+use super::{AppError, exit, no_database, no_runs};
 use crate::cli::Cli;
 use crate::config::{self, AccountTarget};
 use crate::report;
@@ -63,33 +63,23 @@ pub(super) fn plan(
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
     let store = Store::open_read_only(&cli.db)?.ok_or_else(|| no_database(&cli.db))?;
-    let id = match id {
+    let asked = match id {
         Some(id) => id,
-        None => store.latest_run(None)?.ok_or_else(|| {
-            AppError::Usage(format!(
-                "no runs in {} yet: start with `iamsweep scan`",
-                cli.db.display()
-            ))
-        })?,
+        None => store.latest_run(None)?.ok_or_else(|| no_runs(&cli.db))?,
     };
-    let run = store.run(id)?;
-    if run.kind == "rollback" {
-        return Err(AppError::Usage(format!(
-            "run {id} is a rollback; plan takes a scan (or apply) run"
-        )));
+    // An apply of an earlier scan plans that scan: its findings are the ones `apply --plan`
+    // checks items against.
+    let id = store.findings_run(asked)?.ok_or_else(|| {
+        AppError::Usage(format!(
+            "run {asked} is a rollback; plan takes a scan (or apply) run"
+        ))
+    })?;
+    if id != asked {
+        eprintln!("run {asked} applied the findings of run {id}: this is a plan of run {id}");
     }
+    let run = store.run(id)?;
     let file = config::load(&cli.accounts)?;
-    let scanned = store.scanned_targets(id)?;
-    let targets: Vec<AccountTarget> = scanned
-        .into_iter()
-        .map(|t| {
-            file.accounts
-                .iter()
-                .find(|a| a.id == t.id)
-                .cloned()
-                .unwrap_or(t)
-        })
-        .collect();
+    let targets = as_configured(store.scanned_targets(id)?, &file);
     let now = crate::store::now();
     let rows = store.report(id)?;
     let items: Vec<PlanItem> = rows
@@ -136,6 +126,24 @@ pub(super) fn plan(
         plan.items.len()
     );
     Ok(exit::OK)
+}
+
+/// The accounts a scan read, as the accounts file describes them now (its role and filters),
+/// or as the scan ran them if the file no longer lists them.
+pub(super) fn as_configured(
+    scanned: Vec<AccountTarget>,
+    file: &config::AccountsFile,
+) -> Vec<AccountTarget> {
+    scanned
+        .into_iter()
+        .map(|t| {
+            file.accounts
+                .iter()
+                .find(|a| a.id == t.id)
+                .cloned()
+                .unwrap_or(t)
+        })
+        .collect()
 }
 
 /// Whether `apply --run` would send a detach for this finding now: redundant, in an account

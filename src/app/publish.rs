@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use super::work::{Work, connector};
-use super::{AppError, exit};
+use super::{AppError, exit, no_runs};
+use crate::cancel::Cancel;
 use crate::cli::Cli;
 use crate::model::Partition;
 use crate::report;
@@ -15,6 +16,7 @@ pub(super) async fn publish(
     id: Option<i64>,
     region: Option<&str>,
     format: report::Format,
+    cancel: &Cancel,
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
     let work = Work::start(cli)?;
@@ -24,14 +26,9 @@ pub(super) async fn publish(
             .store
             .call(|s| s.latest_run(None))
             .await?
-            .ok_or_else(|| {
-                AppError::Usage(format!(
-                    "no runs in {} yet: start with `iamsweep scan`",
-                    cli.db.display()
-                ))
-            })?,
+            .ok_or_else(|| no_runs(&cli.db))?,
     };
-    run(cli, &work.store, id, region, format, out).await
+    run(cli, &work.store, id, region, format, cancel, out).await
 }
 
 /// Publishes run `id` with the lock already held; the exit code says whether every account
@@ -42,21 +39,35 @@ pub(super) async fn run(
     id: i64,
     region: Option<&str>,
     format: report::Format,
+    cancel: &Cancel,
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
-    let (run, targets) = store
-        .call(move |s| Ok((s.run(id)?, s.run_targets(id)?)))
+    let (findings_run, targets) = store
+        .call(move |s| Ok((s.findings_run(id)?, s.run_targets(id)?)))
         .await?;
-    if run.kind == "rollback" {
+    let Some(findings_run) = findings_run else {
         return Err(AppError::Usage(format!(
             "run {id} is a rollback; publish takes a scan or apply run"
+        )));
+    };
+    // Security Hub holds the newest state published: an older scan would reopen what a newer
+    // one resolved.
+    if let Some(newer) = store
+        .call(move |s| s.newest_published_scan(findings_run))
+        .await?
+        .filter(|&n| n > findings_run)
+    {
+        return Err(AppError::Usage(format!(
+            "run {id} holds the findings of run {findings_run}, older than run {newer}, already published: sending them would reopen in Security Hub what run {newer} resolved; publish run {newer} or a newer run (nothing was sent)"
         )));
     }
     let partition = targets.first().map_or(Partition::Aws, |t| t.partition);
     let connector = connector(cli, cli.call_timeout, partition).await?;
-    let rows = crate::publish::publish(&connector, store, id, region).await?;
+    let rows = crate::publish::publish(&connector, store, id, region, cancel).await?;
     let _ = out.write_all(report::published(id, &rows, format).as_bytes());
-    Ok(if rows.iter().any(|r| r.error.is_some() || r.failed > 0) {
+    Ok(if cancel.is_cancelled() {
+        exit::INTERRUPTED
+    } else if rows.iter().any(|r| r.error.is_some() || r.failed > 0) {
         exit::FAILURES
     } else {
         exit::OK

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::{AppError, exit, no_database};
+use super::{AppError, exit, no_database, no_runs};
 use crate::cli::Cli;
 use crate::report;
 use crate::store::{Store, StoreError};
@@ -16,12 +16,7 @@ pub(super) fn report(
     let store = Store::open_read_only(&cli.db)?.ok_or_else(|| no_database(&cli.db))?;
     let id = match id {
         Some(id) => id,
-        None => store.latest_run(None)?.ok_or_else(|| {
-            AppError::Usage(format!(
-                "no runs in {} yet: start with `iamsweep scan`",
-                cli.db.display()
-            ))
-        })?,
+        None => store.latest_run(None)?.ok_or_else(|| no_runs(&cli.db))?,
     };
     let format = match format {
         report::ReportFormat::Html => {
@@ -124,8 +119,10 @@ fn report_ocsf(store: &Store, id: i64, out: &mut impl Write) -> Result<(), Store
             accounts,
         },
     );
+    // Each finding's status is where it stands now (OCSF is a finding's lifecycle): detached
+    // by this run or another apply of the same scan, or put back by a rollback.
     let written = store
-        .report_each(id, |f| stream.row(f))
+        .findings_now_each(id, |f| stream.row(f))
         .and_then(|_| stream.finish().map(drop).map_err(StoreError::Write));
     match written {
         Err(StoreError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

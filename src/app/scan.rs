@@ -38,6 +38,7 @@ pub(super) async fn scan(
             result.run_id,
             None,
             crate::report::Format::Table,
+            &engine.cancel,
             out,
         )
         .await?;

@@ -21,7 +21,7 @@ const REATTACH_TRIES: u32 = 5;
 impl<I: Iam> Pass<'_, '_, I> {
     /// Works the queue until it is closed and empty.
     pub(super) async fn settle_loop(&self) -> Result<(), StoreError> {
-        while let Some(batch) = self.due.next_batch(|| self.halted()).await {
+        while let Some(batch) = self.due.next_batch(|| self.stopping()).await {
             // A read sent after an item's due time is late enough for it: one read of a group
             // serves every item of the batch.
             let since = batch
@@ -119,10 +119,15 @@ impl<I: Iam> Pass<'_, '_, I> {
                 },
                 ..item
             })),
-            ActionStatus::Interrupted if self.retry_not_executed && !self.halted() => {
+            ActionStatus::Interrupted => {
+                // Not made: it counts against neither limit (a resumed run counted it when it
+                // started). Tried again here in a live apply, while new detaches may start;
+                // otherwise the finding stays open for a later pass.
                 self.give_back();
-                self.attempt(item.finding_id, item.finding, tries + 1)
-                    .await?;
+                if self.retry_not_executed && !self.halted() {
+                    self.attempt(item.finding_id, item.finding, tries + 1)
+                        .await?;
+                }
                 Ok(None)
             }
             _ => Ok(None),
@@ -190,7 +195,7 @@ impl<I: Iam> Pass<'_, '_, I> {
     /// (or throttled), fewer than [`READ_TRIES`] times, and while the run is not stopping
     /// (Ctrl-C waits no longer than the window; the next run settles what is left).
     fn read_again(&self, e: &AwsError, reads: u32) -> bool {
-        worth_reading_again(e) && reads + 1 < READ_TRIES && !self.halted()
+        worth_reading_again(e) && reads + 1 < READ_TRIES && !self.stopping()
     }
 
     /// Attaches the policy back to the user: `reverting` committed first, then the call

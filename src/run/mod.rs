@@ -333,7 +333,7 @@ impl<C: Connector> Engine<C> {
         // `--max-detaches` counts what the run made before it was resumed.
         let cap = match self.options.apply.max_detaches {
             Some(max) => {
-                let made = self.store.call(move |s| s.made_detaches(run_id)).await?;
+                let made = self.store.call(move |s| s.sent_detaches(run_id)).await?;
                 RunCap::new(Some(max), made)
             }
             None => RunCap::unlimited(),

@@ -40,6 +40,20 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest scan whose findings were published to an account scan run `findings_run`
+    /// read (an apply counts as the scan it applied). Publishing an older scan after it would
+    /// reopen what the newer one resolved.
+    pub fn newest_published_scan(&self, findings_run: i64) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT max(CASE WHEN r.kind = 'apply' AND r.source_run_id IS NOT NULL
+                             THEN r.source_run_id ELSE r.id END)
+             FROM published p JOIN runs r ON r.id = p.run_id
+             WHERE p.account_id IN (SELECT account_id FROM run_accounts WHERE run_id = ?1)",
+            params![findings_run],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Records findings Security Hub took (one transaction).
     pub fn record_published(
         &mut self,

@@ -15,18 +15,25 @@ impl Store {
         )?)
     }
 
-    /// The detaches run `run_id` made, in every account, whatever happened after (its cap
-    /// counts them when it is resumed).
-    pub fn made_detaches(&self, run_id: i64) -> Result<u64, StoreError> {
+    /// The detaches run `run_id` sent, in every account, whatever happened after: made (even if
+    /// re-attached since) or possibly made (an intent or an answer lost, not settled yet). Its
+    /// cap counts them when it is resumed; a possible one found not to have happened is given
+    /// back when the resume settles it.
+    pub fn sent_detaches(&self, run_id: i64) -> Result<u64, StoreError> {
         Ok(self.conn.query_row(
-            &format!("SELECT count(*) FROM actions x WHERE x.run_id = ?1 AND {MADE_DETACH}"),
+            &format!(
+                "SELECT count(*) FROM actions x WHERE x.run_id = ?1 AND x.operation = 'detach'
+                 AND ({MADE_DETACH} OR x.status IN ('pending', 'unknown', 'reverted'))"
+            ),
             params![run_id],
             |r| r.get(0),
         )?)
     }
 
-    /// Redundant findings of run `findings_run` (ids) that run `action_run` has not tried (no
-    /// journal row): what a cap left for a later run.
+    /// Redundant findings of run `findings_run` (ids) that are still to do after run
+    /// `action_run`: not tried by it (no journal row, or one that says the call never
+    /// happened), and not detached by another apply of the same scan. What a cap left for a
+    /// later run, which `findings_to_apply` would take again.
     pub fn untried_findings(
         &self,
         findings_run: i64,
@@ -34,8 +41,13 @@ impl Store {
     ) -> Result<Vec<i64>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT f.id FROM findings f
+             LEFT JOIN actions x ON x.id = (SELECT max(y.id) FROM actions y
+                                            WHERE y.finding_id = f.id AND y.run_id = ?2)
              WHERE f.run_id = ?1 AND f.kind = 'redundant_direct'
-               AND NOT EXISTS (SELECT 1 FROM actions x WHERE x.finding_id = f.id AND x.run_id = ?2)
+               AND (x.id IS NULL OR x.status = 'interrupted')
+               AND NOT EXISTS (SELECT 1 FROM actions z
+                               WHERE z.finding_id = f.id AND z.run_id <> ?2
+                                 AND z.status = 'detached' AND z.rolled_back_by IS NULL)
              ORDER BY f.id",
         )?;
         let rows = stmt.query_map(params![findings_run, action_run], |r| r.get(0))?;

@@ -353,6 +353,17 @@ impl Store {
             .optional()?)
     }
 
+    /// The run whose findings run `id` stands for: an apply of an earlier scan stands for that
+    /// scan; a scan, or an apply that scanned itself, for itself. `None` for a rollback.
+    pub fn findings_run(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        let run = self.run(id)?;
+        Ok(match (run.kind.as_str(), run.source_run_id) {
+            ("rollback", _) => None,
+            ("apply", Some(source)) => Some(source),
+            _ => Some(id),
+        })
+    }
+
     /// The newest run, optionally of one kind.
     pub fn latest_run(&self, kind: Option<RunKind>) -> Result<Option<i64>, StoreError> {
         Ok(self

@@ -108,7 +108,7 @@ impl Store {
     pub fn report_each(
         &self,
         run_id: i64,
-        mut each: impl FnMut(&FindingView<'_>) -> std::io::Result<()>,
+        each: impl FnMut(&FindingView<'_>) -> std::io::Result<()>,
     ) -> Result<u64, StoreError> {
         let run = self.run(run_id)?;
         let findings_run = match (run.kind.as_str(), run.source_run_id) {
@@ -116,6 +116,43 @@ impl Store {
             _ => run_id,
         };
         let action_run: Option<i64> = (run.kind != "scan").then_some(run_id);
+        self.stream_findings(
+            Scope {
+                findings_run,
+                action_run,
+            },
+            each,
+        )
+    }
+
+    /// The findings run `run_id` stands for (an apply of an earlier scan: that scan's), each with
+    /// its latest action in any run: where each finding stands now, whichever apply or rollback
+    /// acted on it last. What a finding's lifecycle outside iamsweep (OCSF status, Security
+    /// Hub) follows: an apply that continued a capped one must not reopen what the first one
+    /// detached.
+    pub fn findings_now_each(
+        &self,
+        run_id: i64,
+        each: impl FnMut(&FindingView<'_>) -> std::io::Result<()>,
+    ) -> Result<u64, StoreError> {
+        let findings_run = self.findings_run(run_id)?.ok_or_else(|| {
+            StoreError::NotFound(format!("run {run_id} is a rollback: it found nothing"))
+        })?;
+        self.stream_findings(
+            Scope {
+                findings_run,
+                action_run: None,
+            },
+            each,
+        )
+    }
+
+    fn stream_findings(
+        &self,
+        scope: Scope,
+        mut each: impl FnMut(&FindingView<'_>) -> std::io::Result<()>,
+    ) -> Result<u64, StoreError> {
+        let findings_run = scope.findings_run;
         // The run's accounts in report order, with what the report shows of each.
         let accounts: Vec<(String, NameOrigin)> = self
             .conn
@@ -128,10 +165,6 @@ impl Store {
             })?
             .collect::<Result<_, _>>()?;
         let ids: Vec<&str> = accounts.iter().map(|(id, _)| id.as_str()).collect();
-        let scope = Scope {
-            findings_run,
-            action_run,
-        };
 
         let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(IN_FLIGHT);
         let (spare_tx, spare_rx) = mpsc::channel::<Batch>();
