@@ -4,7 +4,7 @@
 //! `ARCHIVED`. Nothing is resolved in an account whose scan failed. What was sent is recorded,
 //! so the next publish knows what is new, what to update and what to resolve.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -43,17 +43,10 @@ pub struct AccountPublished {
     pub error: Option<String>,
 }
 
-/// Everything publish needs to know of the run, read from the store.
-struct RunFindings {
-    targets: Vec<AccountTarget>,
-    scanned: HashSet<String>,
-    findings_run: i64,
-    by_account: HashMap<String, Vec<HubFinding>>,
-}
-
-/// Publishes run `run_id` (a scan, or an apply: its scan's findings with its actions).
-/// A signal stops it between two requests: what was sent is recorded, the rest is counted as
-/// failed and sent by the next publish.
+/// Publishes run `run_id` (a scan, or an apply: its scan's findings, each where it stands now).
+/// Each account's findings are read when its turn comes: a few accounts' are held at once,
+/// never the whole organization's. A signal stops it between two requests: what was sent is
+/// recorded, the rest is counted as failed and sent by the next publish.
 pub async fn publish<C: HubConnector>(
     connector: &C,
     store: &StoreHandle,
@@ -61,24 +54,25 @@ pub async fn publish<C: HubConnector>(
     region: Option<&str>,
     cancel: &Cancel,
 ) -> Result<Vec<AccountPublished>, StoreError> {
-    let region = region.map(str::to_owned);
-    let run = {
-        let region = region.clone();
-        store
-            .call(move |s| read_run(s, run_id, region.as_deref()))
-            .await?
-    };
-    let RunFindings {
-        targets,
-        scanned,
-        findings_run,
-        mut by_account,
-    } = run;
+    let (findings_run, targets, scanned) = store
+        .call(move |s| {
+            let findings_run = s.findings_run(run_id)?.ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "run {run_id} is a rollback; publish takes a scan or apply run"
+                ))
+            })?;
+            let scanned: HashSet<String> = s
+                .scanned_targets(findings_run)?
+                .into_iter()
+                .map(|t| t.id.to_string())
+                .collect();
+            Ok((findings_run, s.run_targets(findings_run)?, scanned))
+        })
+        .await?;
     let jobs = targets.into_iter().map(|t| {
-        let findings = by_account.remove(t.id.as_str()).unwrap_or_default();
         let scanned = scanned.contains(t.id.as_str());
         let region = region
-            .clone()
+            .map(str::to_owned)
             .unwrap_or_else(|| t.partition.iam_region().to_owned());
         async move {
             if !scanned {
@@ -92,6 +86,22 @@ pub async fn publish<C: HubConnector>(
                     ..AccountPublished::default()
                 });
             }
+            let findings = {
+                let (account, partition, region) = (t.id.to_string(), t.partition, region.clone());
+                store
+                    .call(move |s| {
+                        let now = crate::store::now();
+                        let mut out = Vec::new();
+                        // Where each finding stands now: one an earlier apply of the scan
+                        // detached stays resolved.
+                        s.findings_now_each(run_id, Some(&account), |f| {
+                            out.push(hub_finding(f, partition, &region, run_id, &now));
+                            Ok(())
+                        })?;
+                        Ok(out)
+                    })
+                    .await?
+            };
             account(connector, store, run_id, &t, &region, findings, cancel).await
         }
     });
@@ -103,54 +113,6 @@ pub async fn publish<C: HubConnector>(
         .collect::<Result<_, _>>()?;
     out.sort_by(|a, b| a.account_id.cmp(&b.account_id));
     Ok(out)
-}
-
-fn read_run(
-    s: &mut crate::store::Store,
-    run_id: i64,
-    region: Option<&str>,
-) -> Result<RunFindings, StoreError> {
-    let run = s.run(run_id)?;
-    let findings_run = match run.kind.as_str() {
-        "apply" => run.source_run_id.unwrap_or(run_id),
-        "rollback" => {
-            return Err(StoreError::NotFound(format!(
-                "run {run_id} is a rollback; publish takes a scan or apply run"
-            )));
-        }
-        _ => run_id,
-    };
-    let targets = s.run_targets(findings_run)?;
-    let scanned: HashSet<String> = s
-        .scanned_targets(findings_run)?
-        .into_iter()
-        .map(|t| t.id.to_string())
-        .collect();
-    let partitions: HashMap<String, crate::model::Partition> = targets
-        .iter()
-        .map(|t| (t.id.to_string(), t.partition))
-        .collect();
-    let now = crate::store::now();
-    let mut by_account: HashMap<String, Vec<HubFinding>> = HashMap::new();
-    // Where each finding stands now: one an earlier apply of the scan detached stays resolved.
-    s.findings_now_each(run_id, |f| {
-        let partition = partitions
-            .get(f.account_id)
-            .copied()
-            .unwrap_or(crate::model::Partition::Aws);
-        let region = region.unwrap_or(partition.iam_region());
-        by_account
-            .entry(f.account_id.to_owned())
-            .or_default()
-            .push(hub_finding(f, partition, region, run_id, &now));
-        Ok(())
-    })?;
-    Ok(RunFindings {
-        targets,
-        scanned,
-        findings_run,
-        by_account,
-    })
 }
 
 /// The ASFF finding for one of iamsweep's findings.

@@ -122,7 +122,7 @@ fn report_ocsf(store: &Store, id: i64, out: &mut impl Write) -> Result<(), Store
     // Each finding's status is where it stands now (OCSF is a finding's lifecycle): detached
     // by this run or another apply of the same scan, or put back by a rollback.
     let written = store
-        .findings_now_each(id, |f| stream.row(f))
+        .findings_now_each(id, None, |f| stream.row(f))
         .and_then(|_| stream.finish().map(drop).map_err(StoreError::Write));
     match written {
         Err(StoreError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

@@ -121,6 +121,7 @@ impl Store {
                 findings_run,
                 action_run,
             },
+            None,
             each,
         )
     }
@@ -130,9 +131,11 @@ impl Store {
     /// acted on it last. What a finding's lifecycle outside iamsweep (OCSF status, Security
     /// Hub) follows: an apply that continued a capped one must not reopen what the first one
     /// detached.
+    /// `account`: only that account's (one account at a time, for a caller that holds them).
     pub fn findings_now_each(
         &self,
         run_id: i64,
+        account: Option<&str>,
         each: impl FnMut(&FindingView<'_>) -> std::io::Result<()>,
     ) -> Result<u64, StoreError> {
         let findings_run = self.findings_run(run_id)?.ok_or_else(|| {
@@ -143,6 +146,7 @@ impl Store {
                 findings_run,
                 action_run: None,
             },
+            account,
             each,
         )
     }
@@ -150,6 +154,7 @@ impl Store {
     fn stream_findings(
         &self,
         scope: Scope,
+        only: Option<&str>,
         mut each: impl FnMut(&FindingView<'_>) -> std::io::Result<()>,
     ) -> Result<u64, StoreError> {
         let findings_run = scope.findings_run;
@@ -158,9 +163,9 @@ impl Store {
             .conn
             .prepare(
                 "SELECT account_id, account_name, origin FROM run_accounts
-                 WHERE run_id = ?1 ORDER BY account_id",
+                 WHERE run_id = ?1 AND (?2 IS NULL OR account_id = ?2) ORDER BY account_id",
             )?
-            .query_map(params![findings_run], |r| {
+            .query_map(params![findings_run, only], |r| {
                 Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
             })?
             .collect::<Result<_, _>>()?;
