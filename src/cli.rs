@@ -177,6 +177,17 @@ pub enum Command {
         #[arg(long)]
         publish: bool,
     },
+    /// Forget scan runs started before DATE that changed nothing (every account read completely
+    /// and exactly as its previous scan; no apply, journal row or publish refers to them), then
+    /// reclaim the space. The newest scan, and every run that tells something, is kept.
+    Prune {
+        /// A date (2026-01-01, midnight UTC) or a time (2026-01-01T00:00:00Z).
+        #[arg(long, value_name = "DATE")]
+        before: String,
+        /// Only say which runs would be forgotten.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Every change iamsweep made or attempted, oldest first.
     History {
         /// Only this account id.

@@ -86,6 +86,18 @@ pub async fn publish<C: HubConnector>(
                     ..AccountPublished::default()
                 });
             }
+            if cancel.is_cancelled() {
+                return Ok(AccountPublished {
+                    account_id: t.id.to_string(),
+                    account_name: t.name.clone(),
+                    region,
+                    error: Some(
+                        "stopped by a signal before this account: nothing sent (publish the run again)"
+                            .into(),
+                    ),
+                    ..AccountPublished::default()
+                });
+            }
             let findings = {
                 let (account, partition, region) = (t.id.to_string(), t.partition, region.clone());
                 store
@@ -253,17 +265,20 @@ async fn account<C: HubConnector>(
         }
     };
     let mut last: Option<tokio::time::Instant> = None;
+    // Findings of the batches sent so far, each counted in one category or as failed.
+    let mut handled = 0;
     for (batch, kinds) in findings.chunks(BATCH).zip(kinds.chunks(BATCH)) {
         if cancel.is_cancelled() {
-            let left =
-                findings.len() as u64 - (done.new + done.updated + done.resolved + done.failed);
+            let left = (findings.len() - handled) as u64;
             done.failed += left;
             done.error = Some(format!(
                 "stopped by a signal: {left} findings not sent (publish the run again to send them)"
             ));
             break;
         }
-        match send(&hub, batch, &mut last, &mut done.requests).await {
+        let result = send(&hub, batch, &mut last, &mut done.requests).await;
+        handled += batch.len();
+        match result {
             Ok(imported) => {
                 let refused: HashSet<&str> = imported
                     .failed
@@ -278,6 +293,19 @@ async fn account<C: HubConnector>(
                         )
                     });
                 }
+                // An answer naming a finding this request did not hold cannot say which of
+                // ours were taken: the whole batch counts as failed, nothing of it is recorded
+                // as sent, and the next publish sends it again (an import is idempotent).
+                let ours: HashSet<&str> = batch.iter().map(|f| f.id.as_str()).collect();
+                if let Some(stranger) = refused.difference(&ours).next() {
+                    done.failed += batch.len() as u64;
+                    let said = done.error.take().unwrap_or_default();
+                    done.error = Some(format!(
+                        "{said}; {stranger} is not a finding the request held, so all {} of it count as not sent",
+                        batch.len()
+                    ));
+                    continue;
+                }
                 let mut took = Vec::with_capacity(batch.len());
                 for (f, kind) in batch.iter().zip(kinds) {
                     if refused.contains(f.id.as_str()) {
@@ -291,16 +319,13 @@ async fn account<C: HubConnector>(
                     }
                     took.push(f.clone());
                 }
-                // An Id this batch did not hold is a failure Security Hub reported all the same.
-                let ours: HashSet<&str> = batch.iter().map(|f| f.id.as_str()).collect();
-                done.failed += refused.difference(&ours).count() as u64;
                 store
                     .call(move |s| s.record_published(run_id, &took))
                     .await?;
             }
             Err(e) => {
-                done.failed +=
-                    findings.len() as u64 - (done.new + done.updated + done.resolved + done.failed);
+                // This batch and every later one.
+                done.failed += (findings.len() - handled + batch.len()) as u64;
                 done.error = Some(e.to_string());
                 break;
             }

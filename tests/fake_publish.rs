@@ -260,3 +260,50 @@ fn publishing_a_continued_apply_keeps_what_the_first_apply_resolved() {
         "{states:?}"
     );
 }
+
+/// A rollback whose re-attach AWS refused leaves the detach in force: the finding stays
+/// resolved in Security Hub (a failed attach row is not where the finding stands).
+#[test]
+fn a_refused_rollback_attach_does_not_reopen_a_resolved_finding() {
+    let rig = FakeRig::new(&accounts_toml(&[A]));
+    rig.org.add_group(A, "ops", &[P1]);
+    rig.org.add_user(A, "alice", &["ops"], &[P1]);
+    let scan = block_on(rig.engine.scan(&rig.file)).unwrap();
+    let applied = block_on(
+        rig.engine
+            .apply_run(scan.run_id, &rig.file, rig.file.accounts.clone()),
+    )
+    .unwrap();
+    assert_eq!(applied.tally.detached, 1);
+    rig.org.fail_call(
+        A,
+        iamsweep::aws::Op::AttachUserPolicy,
+        1,
+        AwsError::new(
+            iamsweep::aws::ErrorKind::LimitExceeded,
+            "LimitExceeded",
+            "too many policies",
+        ),
+    );
+    block_on(rig.engine.rollback(applied.run_id)).unwrap();
+    assert_eq!(
+        rig.sql::<String>("SELECT status FROM actions WHERE operation = 'attach'"),
+        "failed"
+    );
+    assert!(!rig.org.user_policies(A, "alice").unwrap().contains(P1));
+    let hub = TestHub::default();
+    let out = block_on(publish(
+        &hub,
+        &rig.engine.store,
+        applied.run_id,
+        None,
+        &Cancel::new(),
+    ))
+    .unwrap();
+    assert_eq!(counts(&out[0]), (0, 0, 1, 0), "resolved, not reopened");
+    assert!(
+        hub.states()
+            .values()
+            .all(|s| s == &("ARCHIVED".to_owned(), "PASSED".to_owned()))
+    );
+}

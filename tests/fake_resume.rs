@@ -340,3 +340,42 @@ fn a_resumed_capped_run_counts_the_detaches_its_crash_left_unanswered() {
         0
     );
 }
+
+/// A detach AWS refused was not made: it does not use up the cap, and the run says it was the
+/// cap that left findings only when the cap held one back.
+#[test]
+fn a_refused_detach_gives_its_cap_slot_back_and_only_a_cap_that_held_back_is_reported() {
+    let mut rig = FakeRig::new(&accounts_toml(&[A]));
+    rig.org.add_group(A, "ops", &[P1]);
+    for user in ["alice", "bob", "carol", "dave"] {
+        rig.org.add_user(A, user, &["ops"], &[P1]);
+    }
+    let scan = block_on(rig.engine.scan(&rig.file)).unwrap();
+    rig.org.fail_call(
+        A,
+        Op::DetachUserPolicy,
+        1,
+        AwsError::new(ErrorKind::LimitExceeded, "ServiceFailure", "refused"),
+    );
+    rig.engine.options.apply.max_detaches = Some(2);
+    let capped = block_on(
+        rig.engine
+            .apply_run(scan.run_id, &rig.file, rig.file.accounts.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        (capped.tally.detached, capped.tally.failed),
+        (2, 1),
+        "the refused call left both slots for two detaches: {:?}",
+        rig.journal()
+    );
+    assert!(capped.capped, "the cap held the fourth back");
+    rig.engine.options.apply.max_detaches = Some(100);
+    let rest = block_on(
+        rig.engine
+            .apply_run(scan.run_id, &rig.file, rig.file.accounts.clone()),
+    )
+    .unwrap();
+    assert_eq!(rest.tally.detached, 2);
+    assert!(!rest.capped, "100 was never reached");
+}

@@ -308,8 +308,13 @@ fn a_refused_import_is_an_error_per_account_and_apply_publish_resolves_what_it_d
         "{text}"
     );
     assert!(
-        text.contains(", 2 failed, in 2 accounts (2 with errors)"),
-        "{text}"
+        text.contains("0 new, 0 updated, 0 resolved, 6 failed, in 2 accounts (2 with errors)"),
+        "an answer naming a finding the request did not hold: its batch counts as not sent: {text}"
+    );
+    assert_eq!(
+        w.sql::<i64>("SELECT count(*) FROM published"),
+        0,
+        "nothing of such a batch is recorded as sent"
     );
     // The proxy answered in the hub's place (nothing reached it): forget what it "took".
     rusqlite::Connection::open(w.db())

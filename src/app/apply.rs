@@ -106,6 +106,13 @@ pub(super) async fn apply(
             Some(scan.run_id)
         }
     };
+    // `--publish` of an older scan than one already published would be refused after the
+    // detaches: say so before anything changes.
+    if args.publish
+        && let Some(id) = source
+    {
+        super::publish::refuse_older(&store, id).await?;
+    }
     let result = match source {
         None => engine.apply(&file).await?,
         Some(id) => {
@@ -124,7 +131,7 @@ pub(super) async fn apply(
                     return Ok(exit::OK);
                 }
             } else if !args.yes {
-                let rows = store.call(move |s| s.report(id)).await?;
+                let rows = store.call(move |s| s.findings_now(id)).await?;
                 if !confirm(&prompt(id, &rows, &engine.options.apply, &targets))? {
                     let _ = writeln!(out, "nothing was changed");
                     return Ok(exit::OK);
@@ -134,20 +141,8 @@ pub(super) async fn apply(
         }
     };
     let mut code = finish(cli, &store, &result, out, "apply").await?;
-    if args.publish && result.status != RunStatus::Interrupted {
-        let published = super::publish::run(
-            cli,
-            &store,
-            result.run_id,
-            None,
-            crate::report::Format::Table,
-            &engine.cancel,
-            out,
-        )
-        .await?;
-        code = code.max(published);
-    }
     if let Some(max) = args.max_detaches
+        && result.capped
         && result.status != RunStatus::Interrupted
     {
         capped(
@@ -160,6 +155,19 @@ pub(super) async fn apply(
             out,
         )
         .await?;
+    }
+    if args.publish && result.status != RunStatus::Interrupted {
+        let published = super::publish::run(
+            cli,
+            &store,
+            result.run_id,
+            None,
+            crate::report::Format::Table,
+            &engine.cancel,
+            out,
+        )
+        .await?;
+        code = code.max(published);
     }
     Ok(code)
 }

@@ -32,7 +32,7 @@ pub(super) fn history(
 }
 
 /// `--since`: a date (2026-11-27) or an RFC 3339 time, as the database's UTC timestamps.
-fn parse_since(s: &str) -> Result<String, AppError> {
+pub(super) fn parse_since(s: &str) -> Result<String, AppError> {
     let bad = || {
         AppError::Usage(format!(
             "--since `{s}`: expected a date like 2026-11-27 or a time like 2026-11-27T10:00:00Z"

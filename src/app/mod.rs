@@ -9,6 +9,7 @@ mod doctor;
 mod exceptions;
 mod history;
 mod plan;
+mod prune;
 mod publish;
 mod report;
 mod resume;
@@ -117,6 +118,7 @@ pub async fn run(cli: Cli, cancel: Cancel) -> Result<u8, AppError> {
         }
         Command::Runs { format } => runs::runs(&cli, *format, &mut out),
         Command::Exceptions { format } => exceptions::exceptions(&cli, *format, &mut out),
+        Command::Prune { before, dry_run } => prune::prune(&cli, before, *dry_run, &mut out).await,
     }
 }
 

@@ -81,7 +81,8 @@ pub(super) fn plan(
     let file = config::load(&cli.accounts)?;
     let targets = as_configured(store.scanned_targets(id)?, &file);
     let now = crate::store::now();
-    let rows = store.report(id)?;
+    // Where each finding stands now: what any apply of the scan detached is not planned again.
+    let rows = store.findings_now(id)?;
     let items: Vec<PlanItem> = rows
         .iter()
         .filter(|r| would_detach(r, &targets, &now))

@@ -42,25 +42,8 @@ pub(super) async fn run(
     cancel: &Cancel,
     out: &mut impl Write,
 ) -> Result<u8, AppError> {
-    let (findings_run, targets) = store
-        .call(move |s| Ok((s.findings_run(id)?, s.run_targets(id)?)))
-        .await?;
-    let Some(findings_run) = findings_run else {
-        return Err(AppError::Usage(format!(
-            "run {id} is a rollback; publish takes a scan or apply run"
-        )));
-    };
-    // Security Hub holds the newest state published: an older scan would reopen what a newer
-    // one resolved.
-    if let Some(newer) = store
-        .call(move |s| s.newest_published_scan(findings_run))
-        .await?
-        .filter(|&n| n > findings_run)
-    {
-        return Err(AppError::Usage(format!(
-            "run {id} holds the findings of run {findings_run}, older than run {newer}, already published: sending them would reopen in Security Hub what run {newer} resolved; publish run {newer} or a newer run (nothing was sent)"
-        )));
-    }
+    refuse_older(store, id).await?;
+    let targets = store.call(move |s| s.run_targets(id)).await?;
     let partition = targets.first().map_or(Partition::Aws, |t| t.partition);
     let connector = connector(cli, cli.call_timeout, partition).await?;
     let rows = crate::publish::publish(&connector, store, id, region, cancel).await?;
@@ -72,4 +55,25 @@ pub(super) async fn run(
     } else {
         exit::OK
     })
+}
+
+/// Refuses a rollback, and a run whose scan is older than one already published to its
+/// accounts: Security Hub holds the newest state, and the older scan would reopen what the
+/// newer one resolved.
+pub(super) async fn refuse_older(store: &StoreHandle, id: i64) -> Result<(), AppError> {
+    let Some(findings_run) = store.call(move |s| s.findings_run(id)).await? else {
+        return Err(AppError::Usage(format!(
+            "run {id} is a rollback; publish takes a scan or apply run"
+        )));
+    };
+    if let Some(newer) = store
+        .call(move |s| s.newest_published_scan(findings_run))
+        .await?
+        .filter(|&n| n > findings_run)
+    {
+        return Err(AppError::Usage(format!(
+            "run {id} holds the findings of run {findings_run}, older than run {newer}, already published: sending them would reopen in Security Hub what run {newer} resolved; publish run {newer} or a newer run (nothing was sent)"
+        )));
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
@@ -82,6 +82,8 @@ pub(super) struct Pass<'p, 'a, I> {
     pub(super) stop: Mutex<Option<AwsError>>,
     pub(super) store_failed: AtomicBool,
     pub(super) interrupted: AtomicBool,
+    /// Workers inside an attempt (holding, or about to take, a slot of the cap).
+    attempting: AtomicUsize,
 }
 
 impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
@@ -100,6 +102,7 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
             stop: Mutex::new(None),
             store_failed: AtomicBool::new(false),
             interrupted: AtomicBool::new(false),
+            attempting: AtomicUsize::new(0),
         }
     }
 
@@ -201,18 +204,37 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
 
     async fn user(&self, items: Vec<(i64, Finding)>) -> Result<(), StoreError> {
         for (id, f) in items {
-            if self.halted() {
+            if !self.may_start().await {
                 // Left without a journal row: the finding stays open for a later run.
                 self.note_interrupted();
                 return Ok(());
             }
-            if let Err(e) = self.attempt(id, f, 1).await {
+            self.attempting.fetch_add(1, Ordering::SeqCst);
+            let attempted = self.attempt(id, f, 1).await;
+            self.attempting.fetch_sub(1, Ordering::SeqCst);
+            if let Err(e) = attempted {
                 // No new detach anywhere in the account from now on.
                 self.store_failed();
                 return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Whether a worker may start its next finding. With the run's cap reached while other
+    /// findings are being attempted, it waits for them: one refused, or found never made, gives
+    /// its slot back, which this finding may then take.
+    async fn may_start(&self) -> bool {
+        loop {
+            if !self.halted() {
+                return true;
+            }
+            let only_the_cap = !self.stopping() && !self.budget.tripped.load(Ordering::SeqCst);
+            if !only_the_cap || self.attempting.load(Ordering::SeqCst) == 0 {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// The database failed: no new detach may start (calls in flight finish; what cannot be

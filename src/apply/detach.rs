@@ -258,6 +258,9 @@ impl<I: Iam> Pass<'_, '_, I> {
                     .await?;
                 }
                 Err(e) => {
+                    // Refused: not made, so it counts against neither limit (a resume retries
+                    // it with a slot of its own).
+                    self.give_back();
                     if e.kind == ErrorKind::AccessDenied {
                         self.halt(role_cannot(&e, "iam:DetachUserPolicy"));
                     }

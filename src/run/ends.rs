@@ -15,6 +15,8 @@ pub struct RunResult {
     pub tally: Tally,
     /// Why the run stopped before its end, when it was not Ctrl-C.
     pub halted: Option<Halt>,
+    /// `--max-detaches` held back at least one finding.
+    pub capped: bool,
 }
 
 /// What stopped a run that was not stopped by Ctrl-C.

@@ -403,6 +403,7 @@ impl<C: Connector> Engine<C> {
             accounts_failed: failed,
             tally,
             halted,
+            capped: cap.held_back(),
         })
     }
 

@@ -10,6 +10,7 @@ use rusqlite_migration::{M, Migrations};
 pub mod actor;
 mod diff;
 mod journal;
+mod prune;
 mod published;
 mod reports;
 mod rollback;
@@ -20,6 +21,7 @@ mod stream;
 mod tally;
 
 pub use diff::*;
+pub use prune::Pruned;
 pub use published::Published;
 pub use rows::*;
 pub use runs::FindingKey;

@@ -14,7 +14,7 @@ use rusqlite::params;
 use rusqlite::types::ValueRef;
 
 use super::diff::DRIFT_DETACHES;
-use super::{ActionView, FindingView, ReappearedView, Store, StoreError};
+use super::{ActionView, FindingRow, FindingView, ReappearedView, Store, StoreError};
 
 /// Rows per batch, and batches in flight between the threads.
 const BATCH_ROWS: usize = 2048;
@@ -100,6 +100,9 @@ struct Scope {
     findings_run: i64,
     /// `None` for a scan: the latest action of any run on each finding.
     action_run: Option<i64>,
+    /// Where each finding stands: a rollback's attach counts only once it took (one refused
+    /// or never sent leaves the detach in force).
+    standing: bool,
 }
 
 impl Store {
@@ -120,6 +123,7 @@ impl Store {
             Scope {
                 findings_run,
                 action_run,
+                standing: false,
             },
             None,
             each,
@@ -138,17 +142,30 @@ impl Store {
         account: Option<&str>,
         each: impl FnMut(&FindingView<'_>) -> std::io::Result<()>,
     ) -> Result<u64, StoreError> {
-        let findings_run = self.findings_run(run_id)?.ok_or_else(|| {
-            StoreError::NotFound(format!("run {run_id} is a rollback: it found nothing"))
-        })?;
+        // A rollback found nothing.
+        let Some(findings_run) = self.findings_run(run_id)? else {
+            return Ok(0);
+        };
         self.stream_findings(
             Scope {
                 findings_run,
                 action_run: None,
+                standing: true,
             },
             account,
             each,
         )
+    }
+
+    /// [`Store::findings_now_each`], collected: for what needs the rows at once (a plan, the
+    /// apply prompt).
+    pub fn findings_now(&self, run_id: i64) -> Result<Vec<FindingRow>, StoreError> {
+        let mut rows = Vec::new();
+        self.findings_now_each(run_id, None, |f| {
+            rows.push(f.to_row());
+            Ok(())
+        })?;
+        Ok(rows)
     }
 
     fn stream_findings(
@@ -367,10 +384,13 @@ fn read_rows(
     const ACTIONS: &str = "SELECT finding_id, id, run_id, status, reason, covering_group,
                 request_id, error_code, error_message, finished_at
          FROM actions WHERE account_id = ?2 AND finding_id IS NOT NULL";
-    let mut actions = match scope.action_run {
-        Some(_) => tx.prepare(&format!("{ACTIONS} AND run_id = ?1"))?,
+    let mut actions = match (scope.action_run, scope.standing) {
+        (Some(_), _) => tx.prepare(&format!("{ACTIONS} AND run_id = ?1"))?,
+        (None, true) => tx.prepare(&format!(
+            "{ACTIONS} AND (operation = 'detach' OR status IN ('attached', 'already_attached'))"
+        ))?,
         // A scan's findings show the latest action of any run (?1 is NULL, unused).
-        None => tx.prepare(ACTIONS)?,
+        (None, false) => tx.prepare(ACTIONS)?,
     };
     let mut detaches = tx.prepare(DRIFT_DETACHES)?;
     let mut these = AccountActions::default();
