@@ -6,6 +6,7 @@
 //!   throttle [ACCOUNTS] [USERS] [REDUNDANT_PER_USER] [LIMIT_PER_S] [PACE_PER_S]
 //!   sqlite [ACCOUNTS] [FINDINGS_PER_ACCOUNT]     (SIM_KEEP_DB=PATH keeps the database)
 //!   sqlite-apply DB [ACCOUNTS]                   (adds an apply run to the kept database)
+//!   sqlite-prune [ACCOUNTS] [FINDINGS] [SCANS]   (unchanged scans, then prune)
 //!   report DB [RUN] [ROUNDS]                     (streams an existing database's report)
 //!   mixed [ACCOUNTS] [USERS] [MAX_RATE] [SETTLE_S] (apply's requests per detach, tricky users)
 //!   org-walk [ACCOUNTS] [LIMIT_PER_S]            (discovering a large organization, throttled)
@@ -220,41 +221,7 @@ fn sqlite(args: &[String]) {
     let run = store
         .create_run(RunKind::Scan, None, &file, &file.accounts, "{}")
         .unwrap();
-    let batch = |a: &str| -> AccountFindings {
-        let findings = (0..per)
-            .map(|i| Finding {
-                user_name: UserName::new(format!("user{i:05}")),
-                user_id: Some(format!("AIDASIM{i:012}")),
-                user_arn: format!("arn:aws:iam::{a}:user/user{i:05}"),
-                policy_arn: PolicyArn::new(format!("arn:aws:iam::{a}:policy/P{:04}", i % 200)),
-                policy_name: format!("P{:04}", i % 200),
-                kind: if i % 2 == 0 {
-                    FindingKind::RedundantDirect
-                } else {
-                    FindingKind::DirectOnly
-                },
-                covering_groups: if i % 2 == 0 {
-                    vec![format!("group{:04}", i % 100)]
-                } else {
-                    vec![]
-                },
-                covering_group_ids: if i % 2 == 0 {
-                    vec![format!("AGPASIM{:012}", i % 100)]
-                } else {
-                    vec![]
-                },
-                exception: None,
-                owner: None,
-            })
-            .collect();
-        AccountFindings {
-            users_seen: per,
-            groups_seen: 100,
-            users_excluded: 0,
-            findings,
-            read_at: None,
-        }
-    };
+    let batch = |a: &str| sim_findings(a, per);
     let calls = iamsweep::calls::CallCounts::default();
     // Time only the writes: each account's findings are built first, as a scan hands them over.
     let mut write = 0.0;
@@ -289,6 +256,103 @@ fn sqlite(args: &[String]) {
         "{{\"scenario\":\"sqlite\",\"findings\":{},\"write_s\":{write:.2},\"findings_stored\":{stored},\"open_findings_one_account\":{open},\"open_findings_query_s\":{open_q:.3},\"db_mib\":{:.0},\"peak_rss_mib\":{:.1}}}",
         n * per,
         std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0,
+        peak_rss_mib()
+    );
+}
+
+/// One simulated account's scan: `per` findings, half redundant.
+fn sim_findings(a: &str, per: u64) -> AccountFindings {
+    let findings = (0..per)
+        .map(|i| Finding {
+            user_name: UserName::new(format!("user{i:05}")),
+            user_id: Some(format!("AIDASIM{i:012}")),
+            user_arn: format!("arn:aws:iam::{a}:user/user{i:05}"),
+            policy_arn: PolicyArn::new(format!("arn:aws:iam::{a}:policy/P{:04}", i % 200)),
+            policy_name: format!("P{:04}", i % 200),
+            kind: if i % 2 == 0 {
+                FindingKind::RedundantDirect
+            } else {
+                FindingKind::DirectOnly
+            },
+            covering_groups: if i % 2 == 0 {
+                vec![format!("group{:04}", i % 100)]
+            } else {
+                vec![]
+            },
+            covering_group_ids: if i % 2 == 0 {
+                vec![format!("AGPASIM{:012}", i % 100)]
+            } else {
+                vec![]
+            },
+            exception: None,
+            owner: None,
+        })
+        .collect();
+    AccountFindings {
+        users_seen: per,
+        groups_seen: 100,
+        users_excluded: 0,
+        findings,
+        read_at: None,
+    }
+}
+
+/// `sqlite-prune [ACCOUNTS] [FINDINGS_PER_ACCOUNT] [SCANS]`: SCANS scans that find the same
+/// thing (a scheduled sweep of an unchanged organization), the file's size after the first and
+/// after the last, then `prune` (every scan but the first and the newest is forgotten): its time
+/// and the size after.
+fn sqlite_prune(args: &[String]) {
+    let (n, per, scans) = (arg(args, 0, 100), arg(args, 1, 1000), arg(args, 2, 30));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    let file = accounts(n);
+    let mut store = Store::open(&db).unwrap();
+    let calls = iamsweep::calls::CallCounts::default();
+    let batches: Vec<AccountFindings> = file
+        .accounts
+        .iter()
+        .map(|t| AccountFindings {
+            read_at: Some("2026-11-28T00:00:00.000Z".into()),
+            ..sim_findings(t.id.as_str(), per)
+        })
+        .collect();
+    // The database's pages (WAL mode: what a checkpoint leaves in the file).
+    let size = |store: &Store| store.size_bytes().unwrap() as f64 / 1048576.0;
+    let (mut first_mib, mut write) = (0.0, 0.0);
+    for scan in 0..scans {
+        let run = store
+            .create_run(RunKind::Scan, None, &file, &file.accounts, "{}")
+            .unwrap();
+        let start = Instant::now();
+        for (t, f) in file.accounts.iter().zip(&batches) {
+            store
+                .record_scan(
+                    run,
+                    &t.id,
+                    f,
+                    &calls,
+                    iamsweep::store::AccountStatus::Completed,
+                )
+                .unwrap();
+        }
+        write += start.elapsed().as_secs_f64();
+        store
+            .finish_run(run, iamsweep::store::RunStatus::Completed)
+            .unwrap();
+        if scan == 0 {
+            first_mib = size(&store);
+        }
+    }
+    let last_mib = size(&store);
+    let start = Instant::now();
+    let pruned = store.prune("2999-01-01T00:00:00.000Z", false).unwrap();
+    let prune_s = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"scenario\":\"sqlite-prune\",\"findings_per_scan\":{},\"scans\":{scans},\"write_s_per_scan\":{:.2},\"db_mib_after_first\":{first_mib:.1},\"db_mib_after_last\":{last_mib:.1},\"runs_forgotten\":{},\"prune_s\":{prune_s:.2},\"db_mib_after_prune\":{:.1},\"peak_rss_mib\":{:.1}}}",
+        n * per,
+        write / scans as f64,
+        pruned.runs.len(),
+        pruned.bytes_after as f64 / 1048576.0,
         peak_rss_mib()
     );
 }
@@ -719,12 +783,13 @@ fn main() {
         Some("throttle") => throttle(&args[1..]),
         Some("sqlite") => sqlite(&args[1..]),
         Some("sqlite-apply") => sqlite_apply(&args[1..]),
+        Some("sqlite-prune") => sqlite_prune(&args[1..]),
         Some("report") => report(&args[1..]),
         Some("mixed") => mixed(&args[1..]),
         Some("org-walk") => org_walk(&args[1..]),
         Some("steady-throttle") => steady_throttle(&args[1..]),
         _ => eprintln!(
-            "usage: sim scan-org|throttle|sqlite|sqlite-apply|report|mixed|org-walk|steady-throttle [ARGS] (see benches/sim.rs)"
+            "usage: sim scan-org|throttle|sqlite|sqlite-apply|sqlite-prune|report|mixed|org-walk|steady-throttle [ARGS] (see benches/sim.rs)"
         ),
     }
 }

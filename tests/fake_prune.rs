@@ -128,18 +128,29 @@ fn a_scan_with_a_failed_account_or_another_account_set_is_kept() {
         let file = iamsweep::config::parse("accounts.toml", &accounts_toml(&[A])).unwrap();
         block_on(rig.engine.scan(&file)).unwrap().run_id
     };
-    scan();
+    let after_a = scan();
+    let repeat = scan();
+    let newest = scan();
+    let all: Vec<i64> = (1..=newest).collect();
+    let before = readings(&rig, &all[..]);
     let mut store = Store::open(&rig.db()).unwrap();
     let pruned = store.prune("2999-01-01T00:00:00.000Z", false).unwrap();
-    assert!(
-        !pruned.runs.contains(&failed),
-        "a failed account was not seen: {pruned:?}"
-    );
     assert_eq!(
         pruned.runs,
-        vec![only_a],
-        "A alone, unchanged since its last scan, is forgotten"
+        vec![repeat],
+        "kept: {failed} (an account failed), {only_a} (another list than the run before), \
+         {after_a} (likewise), {newest} (the latest); forgotten: {repeat}, as {after_a}"
     );
+    // The report and gate of every run kept (the newest's gate now compares with the run
+    // before the forgotten one, and counts the same).
+    let kept: Vec<i64> = all.iter().copied().filter(|&r| r != repeat).collect();
+    let want: Vec<String> = all
+        .iter()
+        .zip(before.chunks(2))
+        .filter(|(r, _)| **r != repeat)
+        .flat_map(|(_, two)| two.to_vec())
+        .collect();
+    assert_eq!(readings(&rig, &kept)[..want.len()], want[..]);
 }
 
 /// The command: what it says, its dry run, and a bad date (exit 2, nothing changed).
@@ -178,4 +189,28 @@ fn the_prune_command_says_what_it_forgot_and_refuses_a_bad_date() {
         "{text}"
     );
     assert_eq!(rig.rows("SELECT id FROM runs ORDER BY id"), vec!["1", "4"]);
+}
+
+/// A scan after a detach that did not hold (re-attached outside iamsweep) shows the same
+/// findings as the scan before the detach, but it is where the drift shows: kept.
+#[test]
+fn a_scan_across_a_detach_is_kept_even_when_its_findings_look_the_same() {
+    let rig = FakeRig::new(&accounts_toml(&[A]));
+    rig.org.add_group(A, "ops", &[P1]);
+    rig.org.add_user(A, "alice", &["ops"], &[P1]);
+    let scan = || block_on(rig.engine.scan(&rig.file)).unwrap().run_id;
+    let first = scan();
+    let applied = block_on(rig.engine.apply_run(first, &rig.file, rig.file.accounts.clone())).unwrap();
+    assert_eq!(applied.tally.detached, 1);
+    rig.org.with_account(A, |a| {
+        a.users.get_mut("alice").unwrap().attached.insert(P1.to_owned());
+    });
+    let drifted = scan();
+    let again = scan();
+    let newest = scan();
+    let before = readings(&rig, &[first, drifted, newest]);
+    let mut store = Store::open(&rig.db()).unwrap();
+    let pruned = store.prune("2999-01-01T00:00:00.000Z", false).unwrap();
+    assert_eq!(pruned.runs, vec![again], "{drifted} is where alice's detach did not hold");
+    assert_eq!(readings(&rig, &[first, drifted, newest]), before);
 }

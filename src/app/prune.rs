@@ -57,5 +57,8 @@ pub(super) async fn prune(
             size(pruned.bytes_after)
         )
     };
+    if let Some(e) = &pruned.vacuum_error {
+        eprintln!("warning: the runs are forgotten, but the space was not reclaimed (VACUUM: {e}); run prune again with more free disk space");
+    }
     Ok(exit::OK)
 }

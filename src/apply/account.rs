@@ -84,6 +84,17 @@ pub(super) struct Pass<'p, 'a, I> {
     pub(super) interrupted: AtomicBool,
     /// Workers inside an attempt (holding, or about to take, a slot of the cap).
     attempting: AtomicUsize,
+    /// An attempt ended or a slot was given back: workers waiting for the cap look again.
+    slot_freed: tokio::sync::Notify,
+}
+
+/// Why a finding is not tried now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Held {
+    /// Ctrl-C, a stop, a failed database or the breaker.
+    Stopped,
+    /// The run's `--max-detaches`.
+    Capped,
 }
 
 impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
@@ -103,6 +114,7 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
             store_failed: AtomicBool::new(false),
             interrupted: AtomicBool::new(false),
             attempting: AtomicUsize::new(0),
+            slot_freed: tokio::sync::Notify::new(),
         }
     }
 
@@ -111,9 +123,36 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
         self.stop.lock().expect("stop").get_or_insert(e);
     }
 
-    /// Whether no new detach may start: Ctrl-C, a stop, a failed database or the breaker.
-    pub(super) fn halted(&self) -> bool {
-        self.stopping() || self.budget.tripped.load(Ordering::SeqCst) || self.app.cap.reached()
+    /// Why no new detach may start now, if so.
+    pub(super) fn held(&self) -> Option<Held> {
+        if self.stopping() || self.budget.tripped.load(Ordering::SeqCst) {
+            Some(Held::Stopped)
+        } else if self.app.cap.reached() {
+            Some(Held::Capped)
+        } else {
+            None
+        }
+    }
+
+    /// A finding is left untried (no row, or one that says the call never happened) because
+    /// of `held`: the cap says it held one back; a stop marks the account interrupted.
+    pub(super) fn leave(&self, held: Held) {
+        match held {
+            Held::Capped => self.app.cap.hold_back(),
+            Held::Stopped => self.note_interrupted(),
+        }
+    }
+
+    /// Whether a finding whose detach did not happen is tried again now; if not, it is left
+    /// (and said so, as [`Pass::leave`]).
+    pub(super) fn may_retry(&self) -> bool {
+        match self.held() {
+            None => true,
+            Some(held) => {
+                self.leave(held);
+                false
+            }
+        }
     }
 
     /// Whether the run is stopping here: Ctrl-C, a stop or a failed database (not the breaker,
@@ -204,14 +243,15 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
 
     async fn user(&self, items: Vec<(i64, Finding)>) -> Result<(), StoreError> {
         for (id, f) in items {
-            if !self.may_start().await {
+            if let Some(held) = self.may_start().await {
                 // Left without a journal row: the finding stays open for a later run.
-                self.note_interrupted();
+                self.leave(held);
                 return Ok(());
             }
             self.attempting.fetch_add(1, Ordering::SeqCst);
             let attempted = self.attempt(id, f, 1).await;
             self.attempting.fetch_sub(1, Ordering::SeqCst);
+            self.slot_freed.notify_waiters();
             if let Err(e) = attempted {
                 // No new detach anywhere in the account from now on.
                 self.store_failed();
@@ -224,16 +264,19 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
     /// Whether a worker may start its next finding. With the run's cap reached while other
     /// findings are being attempted, it waits for them: one refused, or found never made, gives
     /// its slot back, which this finding may then take.
-    async fn may_start(&self) -> bool {
+    /// `None`: go; else why not.
+    async fn may_start(&self) -> Option<Held> {
         loop {
-            if !self.halted() {
-                return true;
+            // Registered before looking, so a slot freed meanwhile is not missed.
+            let freed = self.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.held() {
+                Some(Held::Capped) if self.attempting.load(Ordering::SeqCst) > 0 => {}
+                held => return held,
             }
-            let only_the_cap = !self.stopping() && !self.budget.tripped.load(Ordering::SeqCst);
-            if !only_the_cap || self.attempting.load(Ordering::SeqCst) == 0 {
-                return false;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            // Every attempt ends (a stop ends them too), and wakes this.
+            freed.await;
         }
     }
 
@@ -246,7 +289,7 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
     /// Findings were left open because the run is stopping (not because of the breaker, which
     /// says so itself).
     pub(super) fn note_interrupted(&self) {
-        if !self.budget.tripped.load(Ordering::SeqCst) && !self.app.cap.reached() {
+        if !self.budget.tripped.load(Ordering::SeqCst) {
             self.interrupted.store(true, Ordering::SeqCst);
         }
     }
@@ -268,6 +311,7 @@ impl<'p, 'a, I: Iam> Pass<'p, 'a, I> {
     pub(super) fn give_back(&self) {
         self.budget.give_back();
         self.app.cap.give_back();
+        self.slot_freed.notify_waiters();
     }
 
     /// How the pass ended, beyond the journal.

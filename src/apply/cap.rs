@@ -53,17 +53,16 @@ impl RunCap {
         }
     }
 
-    /// Whether no detach may be made any more (asked before a finding is tried: true means
-    /// the cap holds it back).
+    /// Whether no detach may be made any more.
     pub fn reached(&self) -> bool {
-        let reached = self
-            .left
+        self.left
             .as_ref()
-            .is_some_and(|left| left.load(Ordering::SeqCst) == 0);
-        if reached {
-            self.held_back.store(true, Ordering::SeqCst);
-        }
-        reached
+            .is_some_and(|left| left.load(Ordering::SeqCst) == 0)
+    }
+
+    /// A finding is left untried because of the cap.
+    pub(super) fn hold_back(&self) {
+        self.held_back.store(true, Ordering::SeqCst);
     }
 }
 
@@ -77,8 +76,9 @@ mod tests {
         assert!(cap.take());
         assert!(cap.take());
         assert!(!cap.held_back());
+        assert!(cap.reached() && !cap.held_back(), "asking holds nothing back");
         assert!(!cap.take(), "1 made before + 2 now = 3");
-        assert!(cap.held_back() && cap.reached());
+        assert!(cap.held_back());
         cap.give_back();
         assert!(!cap.reached());
         assert!(cap.take());

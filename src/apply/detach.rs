@@ -86,8 +86,8 @@ impl<I: Iam> Pass<'_, '_, I> {
                 }
                 Err(e) => return self.read_failed(id, &f, e).await,
             };
-            if self.halted() {
-                self.note_interrupted();
+            if let Some(held) = self.held() {
+                self.leave(held);
                 return Ok(());
             }
             if !self.take_budget() {
@@ -121,7 +121,7 @@ impl<I: Iam> Pass<'_, '_, I> {
                     self.give_back();
                     self.record(action_id, outcome).await?;
                     tries += 1;
-                    if again && tries <= MAX_TRIES && !self.halted() {
+                    if again && tries <= MAX_TRIES && self.may_retry() {
                         continue;
                     }
                     return Ok(());
@@ -192,7 +192,7 @@ impl<I: Iam> Pass<'_, '_, I> {
                             })
                             .await?;
                             tries += 1;
-                            if tries <= MAX_TRIES && !self.halted() {
+                            if tries <= MAX_TRIES && self.may_retry() {
                                 continue;
                             }
                         }
@@ -232,7 +232,7 @@ impl<I: Iam> Pass<'_, '_, I> {
                     })
                     .await?;
                     tries += 1;
-                    if tries <= MAX_TRIES && !self.halted() {
+                    if tries <= MAX_TRIES && self.may_retry() {
                         tokio::time::sleep(self.app.iam.policy().retry.delay(tries - 2)).await;
                         want = Fresh::Since(Instant::now());
                         continue;

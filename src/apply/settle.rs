@@ -124,7 +124,7 @@ impl<I: Iam> Pass<'_, '_, I> {
                 // started). Tried again here in a live apply, while new detaches may start;
                 // otherwise the finding stays open for a later pass.
                 self.give_back();
-                if self.retry_not_executed && !self.halted() {
+                if self.retry_not_executed && self.may_retry() {
                     self.attempt(item.finding_id, item.finding, tries + 1)
                         .await?;
                 }

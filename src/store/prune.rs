@@ -18,6 +18,8 @@ pub struct Pruned {
     pub kept: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Why the space could not be reclaimed (the runs are forgotten all the same).
+    pub vacuum_error: Option<String>,
 }
 
 /// An account's users seen, groups seen and users excluded, as a scan counted them.
@@ -46,13 +48,12 @@ impl Store {
     /// Forgets the scan runs started before `before` (a stored time) that changed nothing, then
     /// reclaims the space; `dry`: only says which.
     pub fn prune(&mut self, before: &str, dry: bool) -> Result<Pruned, StoreError> {
-        let bytes_before = self.file_bytes()?;
+        let bytes_before = self.size_bytes()?;
         let tx = self.conn.transaction()?;
         let candidates: Vec<i64> = {
             let mut stmt = tx.prepare(
                 "SELECT r.id FROM runs r
                  WHERE r.kind = 'scan' AND r.status = 'completed' AND r.started_at < ?1
-                   AND r.id < (SELECT max(id) FROM runs WHERE kind = 'scan')
                    AND NOT EXISTS (SELECT 1 FROM runs s WHERE s.source_run_id = r.id)
                    AND NOT EXISTS (SELECT 1 FROM actions x WHERE x.run_id = r.id)
                    AND NOT EXISTS (SELECT 1 FROM actions x JOIN findings f ON f.id = x.finding_id
@@ -72,12 +73,39 @@ impl Store {
         )?;
         let mut pruned = Pruned::default();
         {
-            // The scan of the same account kept before `run`: any run that recorded one (a scan,
-            // or an apply that scanned), not one already forgotten.
+            // The run `diff` and `--fail-on new` would compare `run` with: the latest run before
+            // it that recorded a scan (of any account) and is not running.
             let mut previous = tx.prepare(
-                "SELECT max(a.run_id) FROM run_accounts a
-                 WHERE a.account_id = ?2 AND a.run_id < ?1 AND a.status IN ('scanned', 'completed')
-                   AND a.scanned_at IS NOT NULL",
+                "SELECT max(a.run_id) FROM run_accounts a JOIN runs p ON p.id = a.run_id
+                 WHERE a.run_id < ?1 AND a.users_seen IS NOT NULL AND p.status <> 'running'",
+            )?;
+            // Both list the same accounts (diff picks the run to compare with by its list), and
+            // the previous one recorded the scan of each.
+            let mut same_accounts = tx.prepare(
+                "SELECT (SELECT group_concat(account_id) FROM
+                            (SELECT account_id FROM run_accounts WHERE run_id = ?1
+                             ORDER BY account_id))
+                      IS (SELECT group_concat(account_id) FROM
+                            (SELECT account_id FROM run_accounts WHERE run_id = ?2
+                             ORDER BY account_id))
+                    AND NOT EXISTS (SELECT 1 FROM run_accounts WHERE run_id = ?2
+                                    AND users_seen IS NULL)",
+            )?;
+            // An account whose latest scan this is: kept (the open findings, the next diff).
+            let mut latest_somewhere = tx.prepare(
+                "SELECT EXISTS (SELECT 1 FROM run_accounts a WHERE a.run_id = ?1
+                   AND NOT EXISTS (SELECT 1 FROM run_accounts b JOIN runs q ON q.id = b.run_id
+                                   WHERE b.account_id = a.account_id AND b.run_id > ?1
+                                     AND b.users_seen IS NOT NULL AND q.status <> 'running'))",
+            )?;
+            // Anything iamsweep did in these accounts between the two scans (a detach there
+            // makes a finding both saw "reappeared" when compared across it).
+            let mut acted_between = tx.prepare(
+                "SELECT EXISTS (SELECT 1 FROM actions x
+                   WHERE x.account_id IN (SELECT account_id FROM run_accounts WHERE run_id = ?1)
+                     AND x.intent_at >= (SELECT started_at FROM runs WHERE id = ?2)
+                     AND x.intent_at <= (SELECT coalesce(finished_at, started_at) FROM runs
+                                         WHERE id = ?1))",
             )?;
             let mut accounts = tx.prepare(
                 "SELECT account_id, users_seen, groups_seen, users_excluded FROM run_accounts
@@ -89,6 +117,16 @@ impl Store {
             )?;
             let mut same = tx.prepare(SAME_FINDINGS)?;
             for run in candidates {
+                let before: Option<i64> = previous.query_row(params![run], |r| r.get(0))?;
+                let Some(before) = before else {
+                    continue;
+                };
+                let alike: bool = same_accounts.query_row(params![run, before], |r| r.get(0))?;
+                let latest: bool = latest_somewhere.query_row(params![run], |r| r.get(0))?;
+                let acted: bool = acted_between.query_row(params![run, before], |r| r.get(0))?;
+                if !alike || latest || acted {
+                    continue;
+                }
                 let rows: Vec<(String, Counts)> = accounts
                     .query_map(params![run], |r| {
                         Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
@@ -96,12 +134,6 @@ impl Store {
                     .collect::<Result<_, _>>()?;
                 let mut unchanged = !rows.is_empty();
                 for (account, now) in &rows {
-                    let before: Option<i64> =
-                        previous.query_row(params![run, account], |r| r.get(0))?;
-                    let Some(before) = before else {
-                        unchanged = false;
-                        break;
-                    };
                     let then: Counts = counts.query_row(params![before, account], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })?;
@@ -121,7 +153,7 @@ impl Store {
                     |r| r.get::<_, i64>(0),
                 )? as u64;
                 if !dry {
-                    // Forgotten at once: the next candidate compares with the scan kept before.
+                    // Forgotten at once: the next candidate compares with the run kept before.
                     for table in ["api_calls", "findings", "run_accounts"] {
                         tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [run])?;
                     }
@@ -132,15 +164,18 @@ impl Store {
         }
         pruned.kept = scans as u64 - pruned.runs.len() as u64;
         tx.commit()?;
+        // The runs are forgotten (committed); a VACUUM that fails (no room for its copy) only
+        // leaves the space to SQLite's free list, and is said.
         if !dry && !pruned.runs.is_empty() {
-            self.conn.execute_batch("VACUUM")?;
+            pruned.vacuum_error = self.conn.execute_batch("VACUUM").err().map(|e| e.to_string());
         }
         pruned.bytes_before = bytes_before;
-        pruned.bytes_after = self.file_bytes()?;
+        pruned.bytes_after = self.size_bytes()?;
         Ok(pruned)
     }
 
-    fn file_bytes(&self) -> Result<u64, StoreError> {
+    /// The database's size: its pages, as a checkpoint leaves them in the file.
+    pub fn size_bytes(&self) -> Result<u64, StoreError> {
         Ok(self.conn.query_row(
             "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
             [],
