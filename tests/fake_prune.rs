@@ -58,6 +58,18 @@ fn prune_forgets_only_scans_that_changed_nothing_and_every_reading_stays() {
     let before = readings(&rig, &kept);
     let findings_before: i64 = rig.sql("SELECT count(*) FROM findings");
 
+    // Run 2 as a database from before schema version 10 recorded it: no digest, so its
+    // findings themselves are compared.
+    assert_eq!(
+        rig.rows("UPDATE run_accounts SET findings_digest = NULL WHERE run_id = 2 RETURNING 1")
+            .len(),
+        2
+    );
+    assert_eq!(
+        rig.sql::<i64>("SELECT count(*) FROM run_accounts WHERE findings_digest IS NOT NULL"),
+        2 * 7 - 2,
+        "every scan of an account records its digest (the apply run 6 scanned nothing)"
+    );
     let mut store = Store::open(&rig.db()).unwrap();
     let dry = store.prune("2999-01-01T00:00:00.000Z", true).unwrap();
     assert_eq!(dry.runs, vec![2, 3], "{dry:?}");
@@ -200,10 +212,18 @@ fn a_scan_across_a_detach_is_kept_even_when_its_findings_look_the_same() {
     rig.org.add_user(A, "alice", &["ops"], &[P1]);
     let scan = || block_on(rig.engine.scan(&rig.file)).unwrap().run_id;
     let first = scan();
-    let applied = block_on(rig.engine.apply_run(first, &rig.file, rig.file.accounts.clone())).unwrap();
+    let applied = block_on(
+        rig.engine
+            .apply_run(first, &rig.file, rig.file.accounts.clone()),
+    )
+    .unwrap();
     assert_eq!(applied.tally.detached, 1);
     rig.org.with_account(A, |a| {
-        a.users.get_mut("alice").unwrap().attached.insert(P1.to_owned());
+        a.users
+            .get_mut("alice")
+            .unwrap()
+            .attached
+            .insert(P1.to_owned());
     });
     let drifted = scan();
     let again = scan();
@@ -211,6 +231,10 @@ fn a_scan_across_a_detach_is_kept_even_when_its_findings_look_the_same() {
     let before = readings(&rig, &[first, drifted, newest]);
     let mut store = Store::open(&rig.db()).unwrap();
     let pruned = store.prune("2999-01-01T00:00:00.000Z", false).unwrap();
-    assert_eq!(pruned.runs, vec![again], "{drifted} is where alice's detach did not hold");
+    assert_eq!(
+        pruned.runs,
+        vec![again],
+        "{drifted} is where alice's detach did not hold"
+    );
     assert_eq!(readings(&rig, &[first, drifted, newest]), before);
 }

@@ -379,3 +379,54 @@ fn a_refused_detach_gives_its_cap_slot_back_and_only_a_cap_that_held_back_is_rep
     assert_eq!(rest.tally.detached, 2);
     assert!(!rest.capped, "100 was never reached");
 }
+
+/// A detach that failed on the network and is found not made gives its slot back; the run
+/// still sends at most N detaches that took effect, and what it left is left for a later run
+/// (with a row that says the call never happened), never lost.
+#[test]
+fn a_capped_run_whose_detach_failed_on_the_network_makes_exactly_n() {
+    let mut rig = FakeRig::new(&accounts_toml(&[A]));
+    rig.org.add_group(A, "ops", &[P1]);
+    for user in ["alice", "bob", "carol", "dave", "erin"] {
+        rig.org.add_user(A, user, &["ops"], &[P1]);
+    }
+    let scan = block_on(rig.engine.scan(&rig.file)).unwrap();
+    rig.org.fail_call(
+        A,
+        Op::DetachUserPolicy,
+        1,
+        AwsError::new(ErrorKind::Transient, "RequestTimeout", "lost on the way"),
+    );
+    rig.engine.options.apply.max_detaches = Some(2);
+    let run = block_on(
+        rig.engine
+            .apply_run(scan.run_id, &rig.file, rig.file.accounts.clone()),
+    )
+    .unwrap();
+    assert_eq!(run.tally.detached, 2, "{:?}", rig.journal());
+    assert!(run.capped);
+    let held: usize = ["alice", "bob", "carol", "dave", "erin"]
+        .iter()
+        .filter(|u| rig.org.user_policies(A, u).unwrap().contains(P1))
+        .count();
+    assert_eq!(held, 3, "AWS agrees: 2 of 5 detached");
+    assert_eq!(
+        rig.sql::<i64>(
+            "SELECT count(*) FROM actions WHERE status IN ('pending', 'unknown', 'reverting')"
+        ),
+        0
+    );
+    // A later run takes the three left, the one that failed on the network included.
+    rig.engine.options.apply.max_detaches = None;
+    let rest = block_on(
+        rig.engine
+            .apply_run(scan.run_id, &rig.file, rig.file.accounts.clone()),
+    )
+    .unwrap();
+    assert_eq!(rest.tally.detached, 3, "{:?}", rig.journal());
+    assert!(
+        ["alice", "bob", "carol", "dave", "erin"]
+            .iter()
+            .all(|u| !rig.org.user_policies(A, u).unwrap().contains(P1))
+    );
+}

@@ -58,7 +58,9 @@ pub(super) async fn prune(
         )
     };
     if let Some(e) = &pruned.vacuum_error {
-        eprintln!("warning: the runs are forgotten, but the space was not reclaimed (VACUUM: {e}); run prune again with more free disk space");
+        eprintln!(
+            "warning: the runs are forgotten, but the space was not reclaimed (VACUUM: {e}); run prune again with more free disk space"
+        );
     }
     Ok(exit::OK)
 }

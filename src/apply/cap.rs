@@ -76,7 +76,10 @@ mod tests {
         assert!(cap.take());
         assert!(cap.take());
         assert!(!cap.held_back());
-        assert!(cap.reached() && !cap.held_back(), "asking holds nothing back");
+        assert!(
+            cap.reached() && !cap.held_back(),
+            "asking holds nothing back"
+        );
         assert!(!cap.take(), "1 made before + 2 now = 3");
         assert!(cap.held_back());
         cap.give_back();

@@ -108,11 +108,11 @@ impl Store {
                                          WHERE id = ?1))",
             )?;
             let mut accounts = tx.prepare(
-                "SELECT account_id, users_seen, groups_seen, users_excluded FROM run_accounts
-                 WHERE run_id = ?1",
+                "SELECT account_id, users_seen, groups_seen, users_excluded, findings_digest
+                 FROM run_accounts WHERE run_id = ?1",
             )?;
             let mut counts = tx.prepare(
-                "SELECT users_seen, groups_seen, users_excluded FROM run_accounts
+                "SELECT users_seen, groups_seen, users_excluded, findings_digest FROM run_accounts
                  WHERE run_id = ?1 AND account_id = ?2",
             )?;
             let mut same = tx.prepare(SAME_FINDINGS)?;
@@ -127,19 +127,28 @@ impl Store {
                 if !alike || latest || acted {
                     continue;
                 }
-                let rows: Vec<(String, Counts)> = accounts
+                let rows: Vec<(String, Counts, Option<String>)> = accounts
                     .query_map(params![run], |r| {
-                        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+                        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?), r.get(4)?))
                     })?
                     .collect::<Result<_, _>>()?;
                 let mut unchanged = !rows.is_empty();
-                for (account, now) in &rows {
-                    let then: Counts = counts.query_row(params![before, account], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })?;
-                    let differing: i64 =
-                        same.query_row(params![run, before, account], |r| r.get(0))?;
-                    if then != *now || differing != 0 {
+                for (account, now, digest) in &rows {
+                    let (then, then_digest): (Counts, Option<String>) = counts
+                        .query_row(params![before, account], |r| {
+                            Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?))
+                        })?;
+                    let same_rows = match (digest, &then_digest) {
+                        // Both recorded with their digest: one comparison.
+                        (Some(a), Some(b)) => a == b,
+                        // Recorded before schema version 10: the findings themselves.
+                        _ => {
+                            let differing: i64 =
+                                same.query_row(params![run, before, account], |r| r.get(0))?;
+                            differing == 0
+                        }
+                    };
+                    if then != *now || !same_rows {
                         unchanged = false;
                         break;
                     }
@@ -167,7 +176,11 @@ impl Store {
         // The runs are forgotten (committed); a VACUUM that fails (no room for its copy) only
         // leaves the space to SQLite's free list, and is said.
         if !dry && !pruned.runs.is_empty() {
-            pruned.vacuum_error = self.conn.execute_batch("VACUUM").err().map(|e| e.to_string());
+            pruned.vacuum_error = self
+                .conn
+                .execute_batch("VACUUM")
+                .err()
+                .map(|e| e.to_string());
         }
         pruned.bytes_before = bytes_before;
         pruned.bytes_after = self.size_bytes()?;
