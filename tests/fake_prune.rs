@@ -58,18 +58,6 @@ fn prune_forgets_only_scans_that_changed_nothing_and_every_reading_stays() {
     let before = readings(&rig, &kept);
     let findings_before: i64 = rig.sql("SELECT count(*) FROM findings");
 
-    // Run 2 as a database from before schema version 10 recorded it: no digest, so its
-    // findings themselves are compared.
-    assert_eq!(
-        rig.rows("UPDATE run_accounts SET findings_digest = NULL WHERE run_id = 2 RETURNING 1")
-            .len(),
-        2
-    );
-    assert_eq!(
-        rig.sql::<i64>("SELECT count(*) FROM run_accounts WHERE findings_digest IS NOT NULL"),
-        2 * 7 - 2,
-        "every scan of an account records its digest (the apply run 6 scanned nothing)"
-    );
     let mut store = Store::open(&rig.db()).unwrap();
     let dry = store.prune("2999-01-01T00:00:00.000Z", true).unwrap();
     assert_eq!(dry.runs, vec![2, 3], "{dry:?}");

@@ -58,7 +58,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0007_plans.sql"),
     include_str!("../../migrations/0008_owners.sql"),
     include_str!("../../migrations/0009_published.sql"),
-    include_str!("../../migrations/0010_findings_digest.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -293,7 +292,7 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(
-            err.contains("newer iamsweep (schema version 99; this one knows up to 10)"),
+            err.contains("newer iamsweep (schema version 99; this one knows up to 9)"),
             "{err}"
         );
     }

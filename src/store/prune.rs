@@ -108,11 +108,11 @@ impl Store {
                                          WHERE id = ?1))",
             )?;
             let mut accounts = tx.prepare(
-                "SELECT account_id, users_seen, groups_seen, users_excluded, findings_digest
-                 FROM run_accounts WHERE run_id = ?1",
+                "SELECT account_id, users_seen, groups_seen, users_excluded FROM run_accounts
+                 WHERE run_id = ?1",
             )?;
             let mut counts = tx.prepare(
-                "SELECT users_seen, groups_seen, users_excluded, findings_digest FROM run_accounts
+                "SELECT users_seen, groups_seen, users_excluded FROM run_accounts
                  WHERE run_id = ?1 AND account_id = ?2",
             )?;
             let mut same = tx.prepare(SAME_FINDINGS)?;
@@ -127,28 +127,19 @@ impl Store {
                 if !alike || latest || acted {
                     continue;
                 }
-                let rows: Vec<(String, Counts, Option<String>)> = accounts
+                let rows: Vec<(String, Counts)> = accounts
                     .query_map(params![run], |r| {
-                        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?), r.get(4)?))
+                        Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
                     })?
                     .collect::<Result<_, _>>()?;
                 let mut unchanged = !rows.is_empty();
-                for (account, now, digest) in &rows {
-                    let (then, then_digest): (Counts, Option<String>) = counts
-                        .query_row(params![before, account], |r| {
-                            Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get(3)?))
-                        })?;
-                    let same_rows = match (digest, &then_digest) {
-                        // Both recorded with their digest: one comparison.
-                        (Some(a), Some(b)) => a == b,
-                        // Recorded before schema version 10: the findings themselves.
-                        _ => {
-                            let differing: i64 =
-                                same.query_row(params![run, before, account], |r| r.get(0))?;
-                            differing == 0
-                        }
-                    };
-                    if then != *now || !same_rows {
+                for (account, now) in &rows {
+                    let then: Counts = counts.query_row(params![before, account], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?;
+                    let differing: i64 =
+                        same.query_row(params![run, before, account], |r| r.get(0))?;
+                    if then != *now || differing != 0 {
                         unchanged = false;
                         break;
                     }

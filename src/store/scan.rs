@@ -25,20 +25,23 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
             for f in &scan.findings {
-                let c = stored(f);
                 stmt.execute(params![
                     run_id,
                     account.as_str(),
-                    c.user_name,
-                    c.user_arn,
-                    c.policy_arn,
-                    c.policy_name,
-                    c.kind,
-                    c.covering_groups,
-                    c.user_id,
-                    c.covering_group_ids,
-                    c.exception,
-                    c.owner,
+                    f.user_name.as_str(),
+                    f.user_arn,
+                    f.policy_arn.as_str(),
+                    f.policy_name,
+                    f.kind.as_str(),
+                    serde_json::to_string(&f.covering_groups).expect("names serialize"),
+                    f.user_id,
+                    (!f.covering_group_ids.is_empty()).then(|| {
+                        serde_json::to_string(&f.covering_group_ids).expect("ids serialize")
+                    }),
+                    f.exception
+                        .as_ref()
+                        .map(|e| serde_json::to_string(e).expect("exception serializes")),
+                    f.owner,
                 ])?;
             }
         }
@@ -46,8 +49,7 @@ impl Store {
             "UPDATE run_accounts SET status = ?3, users_seen = ?4, groups_seen = ?5,
                     users_excluded = ?6, redundant_count = ?7, direct_only_count = ?8,
                     error_code = NULL, error_message = NULL, scanned_at = ?10,
-                    finished_at = CASE WHEN ?3 = 'completed' THEN ?9 ELSE finished_at END,
-                    findings_digest = ?11
+                    finished_at = CASE WHEN ?3 = 'completed' THEN ?9 ELSE finished_at END
              WHERE run_id = ?1 AND account_id = ?2",
             params![
                 run_id,
@@ -60,7 +62,6 @@ impl Store {
                 scan.count(FindingKind::DirectOnly),
                 now(),
                 scan.read_at,
-                findings_digest(scan),
             ],
         )?;
         write_calls(&tx, run_id, account, calls)?;
@@ -153,158 +154,4 @@ pub(super) fn finding_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<F
         exception: None,
         owner: None,
     })
-}
-
-/// A finding as its row stores it (what [`findings_digest`] hashes, too).
-struct Stored<'f> {
-    user_name: &'f str,
-    user_arn: &'f str,
-    policy_arn: &'f str,
-    policy_name: &'f str,
-    kind: &'static str,
-    covering_groups: String,
-    user_id: Option<&'f str>,
-    covering_group_ids: Option<String>,
-    exception: Option<String>,
-    owner: Option<&'f str>,
-}
-
-fn stored(f: &Finding) -> Stored<'_> {
-    Stored {
-        user_name: f.user_name.as_str(),
-        user_arn: &f.user_arn,
-        policy_arn: f.policy_arn.as_str(),
-        policy_name: &f.policy_name,
-        kind: f.kind.as_str(),
-        covering_groups: serde_json::to_string(&f.covering_groups).expect("names serialize"),
-        user_id: f.user_id.as_deref(),
-        covering_group_ids: (!f.covering_group_ids.is_empty())
-            .then(|| serde_json::to_string(&f.covering_group_ids).expect("ids serialize")),
-        exception: f
-            .exception
-            .as_ref()
-            .map(|e| serde_json::to_string(e).expect("exception serializes")),
-        owner: f.owner.as_deref(),
-    }
-}
-
-/// SHA-256 (hex) of what a scan of an account records: its counts, then its findings in
-/// (user, policy) order, every stored field length-prefixed (an absent one apart from an empty
-/// one). Equal digests: the same rows, field for field.
-pub(super) fn findings_digest(scan: &AccountFindings) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    let mut field = |v: Option<&str>| match v {
-        None => h.update([0u8]),
-        Some(v) => {
-            h.update([1u8]);
-            h.update((v.len() as u64).to_le_bytes());
-            h.update(v.as_bytes());
-        }
-    };
-    for n in [scan.users_seen, scan.groups_seen, scan.users_excluded] {
-        field(Some(&n.to_string()));
-    }
-    let mut rows: Vec<Stored<'_>> = scan.findings.iter().map(stored).collect();
-    rows.sort_by(|a, b| (a.user_name, a.policy_arn).cmp(&(b.user_name, b.policy_arn)));
-    for c in &rows {
-        field(Some(c.user_name));
-        field(Some(c.user_arn));
-        field(Some(c.policy_arn));
-        field(Some(c.policy_name));
-        field(Some(c.kind));
-        field(Some(&c.covering_groups));
-        field(c.user_id);
-        field(c.covering_group_ids.as_deref());
-        field(c.exception.as_deref());
-        field(c.owner);
-    }
-    format!("{:x}", h.finalize())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn finding(user: &str, policy: &str) -> Finding {
-        Finding {
-            user_name: UserName::new(user),
-            user_id: Some(format!("AIDA{user}")),
-            user_arn: format!("arn:aws:iam::111111111111:user/{user}"),
-            policy_arn: PolicyArn::new(policy),
-            policy_name: policy.rsplit('/').next().unwrap().to_owned(),
-            kind: FindingKind::RedundantDirect,
-            covering_groups: vec!["ops".into()],
-            covering_group_ids: vec!["AGPAops".into()],
-            exception: None,
-            owner: None,
-        }
-    }
-
-    fn scan(findings: Vec<Finding>) -> AccountFindings {
-        AccountFindings {
-            users_seen: 2,
-            groups_seen: 1,
-            users_excluded: 0,
-            findings,
-            read_at: None,
-        }
-    }
-
-    #[test]
-    fn the_digest_is_the_rows_field_for_field_in_any_order() {
-        let p = "arn:aws:iam::aws:policy/ReadOnlyAccess";
-        let base = scan(vec![finding("alice", p), finding("bob", p)]);
-        let d = findings_digest(&base);
-        assert_eq!(
-            d,
-            findings_digest(&scan(vec![finding("bob", p), finding("alice", p)])),
-            "the order a scan hands them over in does not matter"
-        );
-        let changed = |edit: &dyn Fn(&mut AccountFindings)| {
-            let mut s = scan(vec![finding("alice", p), finding("bob", p)]);
-            edit(&mut s);
-            findings_digest(&s)
-        };
-        for (what, other) in [
-            (
-                "owner",
-                changed(&|s| s.findings[0].owner = Some("team".into())),
-            ),
-            (
-                "no owner vs empty",
-                changed(&|s| s.findings[0].owner = Some(String::new())),
-            ),
-            (
-                "group",
-                changed(&|s| s.findings[1].covering_groups = vec!["dev".into()]),
-            ),
-            (
-                "group id",
-                changed(&|s| s.findings[1].covering_group_ids.clear()),
-            ),
-            ("user id", changed(&|s| s.findings[0].user_id = None)),
-            (
-                "kind",
-                changed(&|s| s.findings[0].kind = FindingKind::DirectOnly),
-            ),
-            (
-                "a finding less",
-                changed(&|s| {
-                    s.findings.pop();
-                }),
-            ),
-            ("users seen", changed(&|s| s.users_seen = 3)),
-            // The same bytes, one moved across a field boundary.
-            (
-                "fields shifted",
-                changed(&|s| {
-                    let c = s.findings[0].user_arn.pop().unwrap();
-                    s.findings[0].policy_name.insert(0, c);
-                }),
-            ),
-        ] {
-            assert_ne!(other, d, "{what}");
-        }
-    }
 }
