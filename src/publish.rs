@@ -75,28 +75,23 @@ pub async fn publish<C: HubConnector>(
             .map(str::to_owned)
             .unwrap_or_else(|| t.partition.iam_region().to_owned());
         async move {
+            let untouched = |why: String| AccountPublished {
+                account_id: t.id.to_string(),
+                account_name: t.name.clone(),
+                region: region.clone(),
+                error: Some(why),
+                ..AccountPublished::default()
+            };
             if !scanned {
-                return Ok(AccountPublished {
-                    account_id: t.id.to_string(),
-                    account_name: t.name.clone(),
-                    region,
-                    error: Some(format!(
-                        "its scan failed in run {findings_run}: nothing published, nothing resolved"
-                    )),
-                    ..AccountPublished::default()
-                });
+                return Ok(untouched(format!(
+                    "its scan failed in run {findings_run}: nothing published, nothing resolved"
+                )));
             }
             if cancel.is_cancelled() {
-                return Ok(AccountPublished {
-                    account_id: t.id.to_string(),
-                    account_name: t.name.clone(),
-                    region,
-                    error: Some(
-                        "stopped by a signal before this account: nothing sent (publish the run again)"
-                            .into(),
-                    ),
-                    ..AccountPublished::default()
-                });
+                return Ok(untouched(
+                    "stopped by a signal before this account: nothing sent (publish the run again)"
+                        .into(),
+                ));
             }
             let findings = {
                 let (account, partition, region) = (t.id.to_string(), t.partition, region.clone());

@@ -96,10 +96,7 @@ fn report_html(store: &Store, id: i64, out: &mut impl Write) -> Result<(), Store
 fn report_ocsf(store: &Store, id: i64, out: &mut impl Write) -> Result<(), StoreError> {
     let run = store.run(id)?;
     // A finding's accounts are the scan's: for `apply --run`, the scan run's targets.
-    let findings_run = match run.kind.as_str() {
-        "apply" => run.source_run_id.unwrap_or(id),
-        _ => id,
-    };
+    let findings_run = store.findings_run(id)?.unwrap_or(id);
     let accounts = store
         .run_targets(findings_run)?
         .into_iter()

@@ -44,6 +44,12 @@ pub(super) const OPEN_DETACH: &str = "(x.status IN ('pending', 'unknown', 'rever
 pub(super) const MADE_DETACH: &str = "(x.status IN ('detached', 'reverting')
       OR (x.status = 'failed' AND x.reason = 'reattach_failed'))";
 
+/// Finding `f` was detached by an apply other than run ?2 of the same scan (a capped run
+/// continued, say) and not rolled back: nothing left to do, and no call to repeat.
+pub(super) const DETACHED_BY_ANOTHER_APPLY: &str = "EXISTS (SELECT 1 FROM actions z
+      WHERE z.finding_id = f.id AND z.run_id <> ?2
+        AND z.status = 'detached' AND z.rolled_back_by IS NULL)";
+
 /// `PRAGMA application_id` of an iamsweep database ("iams").
 const APPLICATION_ID: i32 = 0x6961_6d73;
 

@@ -1,9 +1,11 @@
 //! `prune --before DATE`: forgets scan runs that changed nothing, so a file kept for years by
 //! scheduled sweeps holds the runs that tell something. A scan run is forgotten only when every
-//! account it read was read completely and shows exactly what the previous scan of that account
-//! kept showed (the same findings, field for field, and the same counts), and nothing refers to
-//! it: no apply of it, no journal row, nothing published from it. The newest scan is kept.
-//! Every report, diff and drift over the runs kept reads the same afterwards.
+//! account it read was read completely and shows exactly what the run before it showed (the run
+//! `diff` compares it with: same accounts, the same findings field for field, the same counts),
+//! iamsweep changed nothing in those accounts between the two, it is not the latest scan of any
+//! of its accounts, and nothing refers to it (no apply of it, no journal row, nothing published
+//! from it). Every report, diff, drift and gate over the runs kept reads the same afterwards:
+//! where the forgotten run was compared, the run before it is, and finds the same.
 
 use rusqlite::params;
 
@@ -25,31 +27,32 @@ pub struct Pruned {
 /// An account's users seen, groups seen and users excluded, as a scan counted them.
 type Counts = (Option<i64>, Option<i64>, Option<i64>);
 
-/// What a scan of an account recorded, compared field for field with the previous scan's.
-const SAME_FINDINGS: &str = "
-    SELECT count(*) FROM (
-        SELECT user_name, user_arn, policy_arn, policy_name, kind, covering_groups, user_id,
-               covering_group_ids, exception, owner
-        FROM findings WHERE run_id = ?1 AND account_id = ?3
-        EXCEPT
-        SELECT user_name, user_arn, policy_arn, policy_name, kind, covering_groups, user_id,
-               covering_group_ids, exception, owner
-        FROM findings WHERE run_id = ?2 AND account_id = ?3
-        UNION ALL
-        SELECT user_name, user_arn, policy_arn, policy_name, kind, covering_groups, user_id,
-               covering_group_ids, exception, owner
-        FROM findings WHERE run_id = ?2 AND account_id = ?3
-        EXCEPT
-        SELECT user_name, user_arn, policy_arn, policy_name, kind, covering_groups, user_id,
-               covering_group_ids, exception, owner
-        FROM findings WHERE run_id = ?1 AND account_id = ?3)";
+/// Every stored field of a finding but its id and run.
+const FIELDS: &str = "user_name, user_arn, policy_arn, policy_name, kind, covering_groups, user_id,
+    covering_group_ids, exception, owner";
+
+/// The rows of run ?1 and run ?2 in account ?3 that the other does not have, field for field.
+fn differing_rows_sql() -> String {
+    let of = |run: &str| {
+        format!("SELECT {FIELDS} FROM findings WHERE run_id = {run} AND account_id = ?3")
+    };
+    format!(
+        "SELECT count(*) FROM ({} EXCEPT {} UNION ALL {} EXCEPT {})",
+        of("?1"),
+        of("?2"),
+        of("?2"),
+        of("?1")
+    )
+}
 
 impl Store {
     /// Forgets the scan runs started before `before` (a stored time) that changed nothing, then
     /// reclaims the space; `dry`: only says which.
     pub fn prune(&mut self, before: &str, dry: bool) -> Result<Pruned, StoreError> {
         let bytes_before = self.size_bytes()?;
-        let tx = self.conn.transaction()?;
+        // Unchecked: the store's own queries (`scan_runs`) run inside it, on the same
+        // connection; nothing else holds a transaction on it.
+        let tx = self.conn.unchecked_transaction()?;
         let candidates: Vec<i64> = {
             let mut stmt = tx.prepare(
                 "SELECT r.id FROM runs r
@@ -73,12 +76,6 @@ impl Store {
         )?;
         let mut pruned = Pruned::default();
         {
-            // The run `diff` and `--fail-on new` would compare `run` with: the latest run before
-            // it that recorded a scan (of any account) and is not running.
-            let mut previous = tx.prepare(
-                "SELECT max(a.run_id) FROM run_accounts a JOIN runs p ON p.id = a.run_id
-                 WHERE a.run_id < ?1 AND a.users_seen IS NOT NULL AND p.status <> 'running'",
-            )?;
             // Both list the same accounts (diff picks the run to compare with by its list), and
             // the previous one recorded the scan of each.
             let mut same_accounts = tx.prepare(
@@ -115,10 +112,10 @@ impl Store {
                 "SELECT users_seen, groups_seen, users_excluded FROM run_accounts
                  WHERE run_id = ?1 AND account_id = ?2",
             )?;
-            let mut same = tx.prepare(SAME_FINDINGS)?;
+            let mut same = tx.prepare(&differing_rows_sql())?;
             for run in candidates {
-                let before: Option<i64> = previous.query_row(params![run], |r| r.get(0))?;
-                let Some(before) = before else {
+                // The run `diff` and `--fail-on new` would compare `run` with.
+                let Some(&before) = self.scan_runs(Some(run))?.first() else {
                     continue;
                 };
                 let alike: bool = same_accounts.query_row(params![run, before], |r| r.get(0))?;

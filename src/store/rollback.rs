@@ -39,17 +39,15 @@ impl Store {
         findings_run: i64,
         action_run: i64,
     ) -> Result<Vec<i64>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT f.id FROM findings f
              LEFT JOIN actions x ON x.id = (SELECT max(y.id) FROM actions y
                                             WHERE y.finding_id = f.id AND y.run_id = ?2)
              WHERE f.run_id = ?1 AND f.kind = 'redundant_direct'
                AND (x.id IS NULL OR x.status = 'interrupted')
-               AND NOT EXISTS (SELECT 1 FROM actions z
-                               WHERE z.finding_id = f.id AND z.run_id <> ?2
-                                 AND z.status = 'detached' AND z.rolled_back_by IS NULL)
-             ORDER BY f.id",
-        )?;
+               AND NOT {DETACHED_BY_ANOTHER_APPLY}
+             ORDER BY f.id"
+        ))?;
         let rows = stmt.query_map(params![findings_run, action_run], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

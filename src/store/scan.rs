@@ -78,7 +78,7 @@ impl Store {
         action_run: i64,
         account: &AccountId,
     ) -> Result<Vec<(i64, Finding)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT f.id, f.user_name, f.user_arn, f.policy_arn, f.policy_name, f.kind,
                     f.covering_groups, f.user_id, f.covering_group_ids
              FROM findings f
@@ -88,13 +88,9 @@ impl Store {
                AND (x.id IS NULL
                     OR x.status = 'interrupted'
                     OR (x.status = 'failed' AND coalesce(x.reason, '') <> 'reattach_failed'))
-               -- Detached by an earlier apply of the same scan (a capped run continued, say)
-               -- and not rolled back: nothing left to do, and no call to repeat.
-               AND NOT EXISTS (SELECT 1 FROM actions z
-                               WHERE z.finding_id = f.id AND z.run_id <> ?2
-                                 AND z.status = 'detached' AND z.rolled_back_by IS NULL)
-             ORDER BY f.user_name, f.policy_arn",
-        )?;
+               AND NOT {DETACHED_BY_ANOTHER_APPLY}
+             ORDER BY f.user_name, f.policy_arn"
+        ))?;
         let rows = stmt.query_map(params![findings_run, action_run, account.as_str()], |r| {
             Ok((r.get::<_, i64>(0)?, finding_at(r, 1)?))
         })?;
