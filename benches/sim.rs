@@ -357,6 +357,88 @@ fn sqlite_prune(args: &[String]) {
     );
 }
 
+/// `sqlite-year [ACCOUNTS] [FINDINGS_PER_ACCOUNT] [SCANS]`: a schedule of sweeps of an
+/// organization that does not change: SCANS scans that find the same thing, written as a scan
+/// writes them (`record_scan`, every account, each scan its own run). Prints the file's size after
+/// the first scan and after the last, what each unchanged scan added per finding, the time to
+/// write the first scan and an unchanged one, and what a user then reads: the report of the last
+/// run (csv, json) and `diff` of the first and the last.
+fn sqlite_year(args: &[String]) {
+    let (n, per, scans) = (arg(args, 0, 1000), arg(args, 1, 1000), arg(args, 2, 365));
+    let dir = tempfile::tempdir().unwrap();
+    let db =
+        std::env::var_os("SIM_KEEP_DB").map_or_else(|| dir.path().join("bench.db"), Into::into);
+    let file = accounts(n);
+    let mut store = Store::open(&db).unwrap();
+    let calls = iamsweep::calls::CallCounts::default();
+    let batches: Vec<AccountFindings> = file
+        .accounts
+        .iter()
+        .map(|t| AccountFindings {
+            read_at: Some("2026-11-28T00:00:00.000Z".into()),
+            ..sim_findings(t.id.as_str(), per)
+        })
+        .collect();
+    // The database's pages (WAL mode: what a checkpoint leaves in the file).
+    let size = |store: &Store| store.size_bytes().unwrap() as f64;
+    let (mut first_bytes, mut first_s, mut unchanged_s) = (0.0, 0.0, 0.0);
+    let (mut first_run, mut last_run) = (0, 0);
+    for scan in 0..scans {
+        let run = store
+            .create_run(RunKind::Scan, None, &file, &file.accounts, "{}")
+            .unwrap();
+        let start = Instant::now();
+        for (t, f) in file.accounts.iter().zip(&batches) {
+            store
+                .record_scan(
+                    run,
+                    &t.id,
+                    f,
+                    &calls,
+                    iamsweep::store::AccountStatus::Completed,
+                )
+                .unwrap();
+        }
+        let took = start.elapsed().as_secs_f64();
+        store
+            .finish_run(run, iamsweep::store::RunStatus::Completed)
+            .unwrap();
+        if scan == 0 {
+            (first_bytes, first_s, first_run) = (size(&store), took, run);
+        } else {
+            unchanged_s += took;
+        }
+        last_run = run;
+    }
+    let last_bytes = size(&store);
+    let per_scan_per_finding = if scans > 1 {
+        (last_bytes - first_bytes) / (scans - 1) as f64 / (n * per) as f64
+    } else {
+        0.0
+    };
+    drop(store);
+    let store = Store::open_read_only(&db).unwrap().unwrap();
+    let (csv_rows, csv_s) = stream_report(&store, last_run, Format::Csv);
+    let (_, json_s) = stream_report(&store, last_run, Format::Json);
+    let start = Instant::now();
+    let d = iamsweep::diff::diff(&store, Some(first_run), Some(last_run), false).unwrap();
+    let diff_s = start.elapsed().as_secs_f64();
+    println!(
+        "{{\"scenario\":\"sqlite-year\",\"findings_per_scan\":{},\"scans\":{scans},\"db_mib_after_first\":{:.1},\"db_mib_after_last\":{:.1},\"ratio\":{:.3},\"bytes_per_finding_per_unchanged_scan\":{per_scan_per_finding:.2},\"first_scan_write_s\":{first_s:.2},\"unchanged_scan_write_s\":{:.2},\"report_last_csv_s\":{csv_s:.2},\"report_last_rows\":{csv_rows},\"report_last_json_s\":{json_s:.2},\"diff_first_last_s\":{diff_s:.2},\"diff_changes\":{},\"peak_rss_mib\":{:.1}}}",
+        n * per,
+        first_bytes / 1048576.0,
+        last_bytes / 1048576.0,
+        last_bytes / first_bytes,
+        if scans > 1 {
+            unchanged_s / (scans - 1) as f64
+        } else {
+            0.0
+        },
+        d.changes.len(),
+        peak_rss_mib()
+    );
+}
+
 /// What `report --format csv|json` does: streams every finding of the run out. Rows and seconds.
 fn stream_report(store: &Store, run: i64, format: Format) -> (u64, f64) {
     let start = Instant::now();
@@ -784,12 +866,13 @@ fn main() {
         Some("sqlite") => sqlite(&args[1..]),
         Some("sqlite-apply") => sqlite_apply(&args[1..]),
         Some("sqlite-prune") => sqlite_prune(&args[1..]),
+        Some("sqlite-year") => sqlite_year(&args[1..]),
         Some("report") => report(&args[1..]),
         Some("mixed") => mixed(&args[1..]),
         Some("org-walk") => org_walk(&args[1..]),
         Some("steady-throttle") => steady_throttle(&args[1..]),
         _ => eprintln!(
-            "usage: sim scan-org|throttle|sqlite|sqlite-apply|sqlite-prune|report|mixed|org-walk|steady-throttle [ARGS] (see benches/sim.rs)"
+            "usage: sim scan-org|throttle|sqlite|sqlite-apply|sqlite-prune|sqlite-year|report|mixed|org-walk|steady-throttle [ARGS] (see benches/sim.rs)"
         ),
     }
 }

@@ -211,7 +211,7 @@ pub(super) fn read(path: &Path, store: &Store) -> Result<Reviewed, AppError> {
     let mut ids = Vec::with_capacity(items.len());
     let mut accounts = BTreeSet::new();
     for (at, item) in items {
-        let found = store.finding_key(item.finding_id)?;
+        let found = store.finding_key(run_id, &item.account_id, item.finding_id)?;
         let expected = (
             run_id,
             item.account_id.clone(),

@@ -147,39 +147,54 @@ impl Store {
         account: &str,
         unchanged: bool,
     ) -> Result<Vec<Change>, StoreError> {
-        // The drift view finds the detach behind each finding of `to`; whether it counts as
-        // reappeared *since* `from` depends on `from`'s scan time. The view is read through a
-        // scalar subquery so SQLite looks it up per finding instead of building it whole.
+        // The detach behind each finding of `to` is the drift view's definition (the latest
+        // detach of the same user and policy before `to` read the account, not rolled back),
+        // looked up per finding by the journal's index; whether it counts as reappeared *since*
+        // `from` depends on `from`'s scan time. Each run's findings in the account are read once
+        // (`p`, `t`), and matched by user, policy and kind.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT * FROM (
+            "WITH p AS MATERIALIZED (
+                 SELECT user_name, user_arn, policy_arn, policy_name, kind, covering_groups,
+                        exception
+                 FROM findings WHERE run_id = ?1 AND account_id = ?3),
+             t AS MATERIALIZED (
+                 SELECT user_name, user_arn, policy_arn, policy_name, kind, covering_groups,
+                        exception
+                 FROM findings WHERE run_id = ?2 AND account_id = ?3)
+             SELECT * FROM (
                  SELECT CASE WHEN d.id IS NOT NULL
-                                  AND (t.before IS NULL
+                                  AND (NOT t.before
                                        OR d.finished_at >= (SELECT coalesce(scanned_at, finished_at, started_at)
                                                             FROM run_accounts
                                                             WHERE run_id = ?1 AND account_id = ?3))
                              THEN 'reappeared'
-                             WHEN t.before IS NULL THEN 'new'
+                             WHEN NOT t.before THEN 'new'
                              ELSE 'unchanged' END AS change,
                         t.user_name, t.user_arn, t.policy_arn, t.policy_name, t.kind,
                         t.covering_groups, d.run_id, d.request_id, d.finished_at, t.exception
-                 FROM (SELECT f.*,
-                              (SELECT p.id FROM findings p
-                               WHERE p.run_id = ?1 AND p.account_id = f.account_id
-                                 AND p.user_name = f.user_name AND p.policy_arn = f.policy_arn
-                                 AND p.kind = f.kind) AS before,
-                              (SELECT dr.detach_action_id FROM drift dr
-                               WHERE dr.finding_id = f.id) AS detach
-                       FROM findings f WHERE f.run_id = ?2 AND f.account_id = ?3) t
+                 FROM (SELECT t.*,
+                              EXISTS (SELECT 1 FROM p
+                                      WHERE p.user_name = t.user_name
+                                        AND p.policy_arn = t.policy_arn
+                                        AND p.kind = t.kind) AS before,
+                              (SELECT max(x.id) FROM actions x
+                               WHERE x.account_id = ?3 AND x.user_name = t.user_name
+                                 AND x.policy_arn = t.policy_arn
+                                 AND x.operation = 'detach' AND x.status = 'detached'
+                                 AND x.rolled_back_by IS NULL AND x.run_id <> ?2
+                                 AND x.finished_at < (SELECT coalesce(scanned_at, finished_at, started_at)
+                                                      FROM run_accounts
+                                                      WHERE run_id = ?2 AND account_id = ?3))
+                                  AS detach
+                       FROM t) t
                  LEFT JOIN actions d ON d.id = t.detach
                  UNION ALL
                  SELECT 'resolved', p.user_name, p.user_arn, p.policy_arn, p.policy_name, p.kind,
                         p.covering_groups, NULL, NULL, NULL, p.exception
-                 FROM findings p
-                 WHERE p.run_id = ?1 AND p.account_id = ?3
-                   AND NOT EXISTS (SELECT 1 FROM findings f
-                                   WHERE f.run_id = ?2 AND f.account_id = ?3
-                                     AND f.user_name = p.user_name
-                                     AND f.policy_arn = p.policy_arn AND f.kind = p.kind))
+                 FROM p
+                 WHERE NOT EXISTS (SELECT 1 FROM t
+                                   WHERE t.user_name = p.user_name
+                                     AND t.policy_arn = p.policy_arn AND t.kind = p.kind))
              WHERE ?4 OR change <> 'unchanged'
              ORDER BY CASE change WHEN 'reappeared' THEN 0 WHEN 'new' THEN 1
                                   WHEN 'resolved' THEN 2 ELSE 3 END,

@@ -144,18 +144,22 @@ impl Store {
         run_id: i64,
         account: &AccountId,
     ) -> Result<Vec<OpenAction>, StoreError> {
+        let Some(findings_run) = self.findings_run(run_id)? else {
+            return Ok(Vec::new());
+        };
         let mut stmt = self.conn.prepare(&format!(
             "SELECT x.id, x.status, x.covering_group, x.request_id, x.intent_at, x.finished_at,
                     f.user_name, f.user_arn, f.policy_arn, f.policy_name, f.kind, f.covering_groups,
                     f.user_id, f.covering_group_ids, x.finding_id, x.reason, x.send_by
-             FROM actions x JOIN findings f ON f.id = x.finding_id
+             FROM actions x {finding}
              WHERE x.run_id = ?1 AND x.account_id = ?2 AND x.operation = 'detach'
                AND x.id = (SELECT max(y.id) FROM actions y
                            WHERE y.run_id = x.run_id AND y.finding_id = x.finding_id)
                AND {OPEN_DETACH}
-             ORDER BY f.user_name, f.policy_arn"
+             ORDER BY f.user_name, f.policy_arn",
+            finding = finding_of_action("JOIN", "?3")
         ))?;
-        let rows = stmt.query_map(params![run_id, account.as_str()], |r| {
+        let rows = stmt.query_map(params![run_id, account.as_str(), findings_run], |r| {
             let status: String = r.get(1)?;
             Ok(OpenAction {
                 action_id: r.get(0)?,

@@ -18,6 +18,7 @@ mod rows;
 mod runs;
 mod scan;
 mod stream;
+mod stretches;
 mod tally;
 
 pub use diff::*;
@@ -44,6 +45,19 @@ pub(super) const OPEN_DETACH: &str = "(x.status IN ('pending', 'unknown', 'rever
 pub(super) const MADE_DETACH: &str = "(x.status IN ('detached', 'reverting')
       OR (x.status = 'failed' AND x.reason = 'reattach_failed'))";
 
+/// Joins `f`, the finding action `x` acted on, recorded by run `run` (an SQL expression: the
+/// scan an apply applied, or the apply itself when it scanned). `f` has the `findings` view's
+/// columns but `id` and `run_id` (`x.finding_id` and `run`). Read from the tables, not the view:
+/// a finding is looked up by id through the primary key of its stretch.
+pub(super) fn finding_of_action(join: &str, run: &str) -> String {
+    format!(
+        "{join} run_account_rows fa ON fa.run_id = {run} AND fa.account_id = x.account_id
+         {join} finding_stretches f ON f.account_id = x.account_id
+             AND f.slot = x.finding_id - fa.finding_base
+             AND f.first_run <= fa.run_id AND (f.last_run IS NULL OR f.last_run >= fa.run_id)"
+    )
+}
+
 /// Finding `f` was detached by an apply other than run ?2 of the same scan (a capped run
 /// continued, say) and not rolled back: nothing left to do, and no call to repeat.
 pub(super) const DETACHED_BY_ANOTHER_APPLY: &str = "EXISTS (SELECT 1 FROM actions z
@@ -64,6 +78,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0007_plans.sql"),
     include_str!("../../migrations/0008_owners.sql"),
     include_str!("../../migrations/0009_published.sql"),
+    include_str!("../../migrations/0010_finding_stretches.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -298,7 +313,7 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(
-            err.contains("newer iamsweep (schema version 99; this one knows up to 9)"),
+            err.contains("newer iamsweep (schema version 99; this one knows up to 10)"),
             "{err}"
         );
     }

@@ -9,6 +9,7 @@
 
 use rusqlite::params;
 
+use super::stretches;
 use super::*;
 
 /// What a prune removed (or, dry, would remove).
@@ -59,8 +60,6 @@ impl Store {
                  WHERE r.kind = 'scan' AND r.status = 'completed' AND r.started_at < ?1
                    AND NOT EXISTS (SELECT 1 FROM runs s WHERE s.source_run_id = r.id)
                    AND NOT EXISTS (SELECT 1 FROM actions x WHERE x.run_id = r.id)
-                   AND NOT EXISTS (SELECT 1 FROM actions x JOIN findings f ON f.id = x.finding_id
-                                   WHERE f.run_id = r.id)
                    AND NOT EXISTS (SELECT 1 FROM published p WHERE p.run_id = r.id)
                    AND NOT EXISTS (SELECT 1 FROM run_accounts a WHERE a.run_id = r.id
                                    AND a.status <> 'completed')
@@ -151,10 +150,13 @@ impl Store {
                 )? as u64;
                 if !dry {
                     // Forgotten at once: the next candidate compares with the run kept before.
-                    for table in ["api_calls", "findings", "run_accounts"] {
+                    for table in ["api_calls", "run_account_rows"] {
                         tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [run])?;
                     }
                     tx.execute("DELETE FROM runs WHERE id = ?1", [run])?;
+                    for (account, _) in &rows {
+                        stretches::forget_unseen(&tx, run, account)?;
+                    }
                 }
                 pruned.runs.push(run);
             }

@@ -60,38 +60,43 @@ impl Store {
         run_id: i64,
         account: Option<&AccountId>,
     ) -> Result<Vec<RollbackItem>, StoreError> {
+        let findings_run = self.findings_run(run_id)?;
         let mut stmt = self.conn.prepare(&format!(
             "SELECT x.account_id, a.account_name, x.user_name, x.policy_arn, x.id, x.run_id,
                     x.finding_id, x.finished_at, x.request_id, a.role_arn, f.user_id, x.status
              FROM actions x
              JOIN run_accounts a ON a.run_id = x.run_id AND a.account_id = x.account_id
-             LEFT JOIN findings f ON f.id = x.finding_id
+             {finding}
              WHERE x.run_id = ?1 AND x.operation = 'detach' AND {MADE_DETACH}
                AND x.rolled_back_by IS NULL AND (?2 IS NULL OR x.account_id = ?2)
-             ORDER BY a.position, x.user_name, x.policy_arn"
+             ORDER BY a.position, x.user_name, x.policy_arn",
+            finding = finding_of_action("LEFT JOIN", "?3")
         ))?;
-        let rows = stmt.query_map(params![run_id, account.map(AccountId::as_str)], |r| {
-            let arn: String = r.get(3)?;
-            Ok(RollbackItem {
-                account_id: r.get(0)?,
-                account_name: r.get(1)?,
-                user_name: r.get(2)?,
-                policy_name: PolicyArn::new(arn.clone()).policy_name().to_owned(),
-                policy_arn: arn,
-                action_id: r.get(4)?,
-                run_id: r.get(5)?,
-                finding_id: r.get(6)?,
-                detached_at: r.get(7)?,
-                request_id: r.get(8)?,
-                role_arn: r.get(9)?,
-                user_id: r.get(10)?,
-                state: match r.get::<_, String>(11)?.as_str() {
-                    "detached" => DetachState::Detached,
-                    "reverting" => DetachState::Reverting,
-                    _ => DetachState::ReattachFailed,
-                },
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![run_id, account.map(AccountId::as_str), findings_run],
+            |r| {
+                let arn: String = r.get(3)?;
+                Ok(RollbackItem {
+                    account_id: r.get(0)?,
+                    account_name: r.get(1)?,
+                    user_name: r.get(2)?,
+                    policy_name: PolicyArn::new(arn.clone()).policy_name().to_owned(),
+                    policy_arn: arn,
+                    action_id: r.get(4)?,
+                    run_id: r.get(5)?,
+                    finding_id: r.get(6)?,
+                    detached_at: r.get(7)?,
+                    request_id: r.get(8)?,
+                    role_arn: r.get(9)?,
+                    user_id: r.get(10)?,
+                    state: match r.get::<_, String>(11)?.as_str() {
+                        "detached" => DetachState::Detached,
+                        "reverting" => DetachState::Reverting,
+                        _ => DetachState::ReattachFailed,
+                    },
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -101,14 +106,20 @@ impl Store {
         run_id: i64,
         account: &AccountId,
     ) -> Result<Vec<OpenAttach>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        // The findings of the apply this rollback undoes.
+        let findings_run = match self.run(run_id)?.source_run_id {
+            Some(undone) => self.findings_run(undone)?,
+            None => None,
+        };
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT x.id, x.user_name, x.policy_arn, f.user_id FROM actions x
-             LEFT JOIN findings f ON f.id = x.finding_id
+             {finding}
              WHERE x.run_id = ?1 AND x.account_id = ?2 AND x.operation = 'attach'
                AND x.status = 'pending'
              ORDER BY x.id",
-        )?;
-        let rows = stmt.query_map(params![run_id, account.as_str()], |r| {
+            finding = finding_of_action("LEFT JOIN", "?3")
+        ))?;
+        let rows = stmt.query_map(params![run_id, account.as_str(), findings_run], |r| {
             Ok(OpenAttach {
                 action_id: r.get(0)?,
                 user: UserName::new(r.get::<_, String>(1)?),

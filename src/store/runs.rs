@@ -48,23 +48,32 @@ impl Store {
         )?;
         let run_id = tx.last_insert_rowid();
         {
+            // What stays the same from run to run is stored once (`account_targets`).
+            let mut find = tx.prepare(
+                "SELECT id FROM account_targets
+                 WHERE target_json = ?1 AND account_name IS ?2 AND role_arn IS ?3
+                   AND session_name IS ?4 AND origin IS ?5",
+            )?;
+            let mut add = tx.prepare(
+                "INSERT INTO account_targets (target_json, account_name, role_arn, session_name,
+                                              origin)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             let mut stmt = tx.prepare(
-                "INSERT INTO run_accounts (run_id, account_id, account_name, position, target_json,
-                                           role_arn, session_name, origin, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')",
+                "INSERT INTO run_account_rows (run_id, account_id, position, target_id, status)
+                 VALUES (?1, ?2, ?3, ?4, 'pending')",
             )?;
             for (i, t) in targets.iter().enumerate() {
                 let json = serde_json::to_string(t).expect("targets serialize");
-                stmt.execute(params![
-                    run_id,
-                    t.id.as_str(),
-                    t.name,
-                    i as i64,
-                    json,
-                    t.role_arn(),
-                    t.session_name(),
-                    t.origin
-                ])?;
+                let target = params![json, t.name, t.role_arn(), t.session_name(), t.origin];
+                let id: i64 = match find.query_row(target, |r| r.get(0)).optional()? {
+                    Some(id) => id,
+                    None => {
+                        add.execute(target)?;
+                        tx.last_insert_rowid()
+                    }
+                };
+                stmt.execute(params![run_id, t.id.as_str(), i as i64, id])?;
             }
         }
         tx.commit()?;
@@ -85,7 +94,7 @@ impl Store {
         account: &AccountId,
     ) -> Result<(), StoreError> {
         self.conn.execute(
-            "UPDATE run_accounts SET started_at = coalesce(started_at, ?3)
+            "UPDATE run_account_rows SET started_at = coalesce(started_at, ?3)
              WHERE run_id = ?1 AND account_id = ?2",
             params![run_id, account.as_str(), now()],
         )?;
@@ -103,7 +112,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "UPDATE run_accounts SET status = ?3, error_code = ?4, error_message = ?5,
+            "UPDATE run_account_rows SET status = ?3, error_code = ?4, error_message = ?5,
                     finished_at = ?6
              WHERE run_id = ?1 AND account_id = ?2",
             params![
@@ -341,13 +350,24 @@ impl Store {
         Ok(())
     }
 
-    /// A finding by id: (run, account, user name, policy ARN, kind), `None` if there is none.
-    pub fn finding_key(&self, finding_id: i64) -> Result<Option<FindingKey>, StoreError> {
+    /// Finding `finding_id` of run `run_id` in `account`: (run, account, user name, policy ARN,
+    /// kind), `None` if that run recorded no such finding there.
+    pub fn finding_key(
+        &self,
+        run_id: i64,
+        account: &str,
+        finding_id: i64,
+    ) -> Result<Option<FindingKey>, StoreError> {
         Ok(self
             .conn
             .query_row(
-                "SELECT run_id, account_id, user_name, policy_arn, kind FROM findings WHERE id = ?1",
-                params![finding_id],
+                "SELECT a.run_id, s.account_id, s.user_name, s.policy_arn, s.kind
+                 FROM run_account_rows a
+                 JOIN finding_stretches s ON s.account_id = a.account_id
+                  AND s.slot = ?3 - a.finding_base AND s.first_run <= a.run_id
+                  AND (s.last_run IS NULL OR s.last_run >= a.run_id)
+                 WHERE a.run_id = ?1 AND a.account_id = ?2",
+                params![run_id, account, finding_id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?)
@@ -444,7 +464,7 @@ pub(super) fn write_calls(
         ])?;
     }
     tx.execute(
-        "UPDATE run_accounts SET api_calls =
+        "UPDATE run_account_rows SET api_calls =
              (SELECT coalesce(sum(calls), 0) FROM api_calls WHERE run_id = ?1 AND account_id = ?2)
          WHERE run_id = ?1 AND account_id = ?2",
         params![run_id, account.as_str()],

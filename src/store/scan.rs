@@ -3,6 +3,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::runs::write_calls;
+use super::stretches;
 use super::*;
 
 impl Store {
@@ -16,37 +17,12 @@ impl Store {
         calls: &CallCounts,
         status: AccountStatus,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO findings (run_id, account_id, user_name, user_arn, policy_arn,
-                                       policy_name, kind, covering_groups, user_id,
-                                       covering_group_ids, exception, owner)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?;
-            for f in &scan.findings {
-                stmt.execute(params![
-                    run_id,
-                    account.as_str(),
-                    f.user_name.as_str(),
-                    f.user_arn,
-                    f.policy_arn.as_str(),
-                    f.policy_name,
-                    f.kind.as_str(),
-                    serde_json::to_string(&f.covering_groups).expect("names serialize"),
-                    f.user_id,
-                    (!f.covering_group_ids.is_empty()).then(|| {
-                        serde_json::to_string(&f.covering_group_ids).expect("ids serialize")
-                    }),
-                    f.exception
-                        .as_ref()
-                        .map(|e| serde_json::to_string(e).expect("exception serializes")),
-                    f.owner,
-                ])?;
-            }
-        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        stretches::record(&tx, run_id, account.as_str(), &scan.findings)?;
         tx.execute(
-            "UPDATE run_accounts SET status = ?3, users_seen = ?4, groups_seen = ?5,
+            "UPDATE run_account_rows SET status = ?3, users_seen = ?4, groups_seen = ?5,
                     users_excluded = ?6, redundant_count = ?7, direct_only_count = ?8,
                     error_code = NULL, error_message = NULL, scanned_at = ?10,
                     finished_at = CASE WHEN ?3 = 'completed' THEN ?9 ELSE finished_at END
@@ -120,7 +96,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT coalesce(scanned_at, finished_at, started_at) FROM run_accounts
+                "SELECT coalesce(scanned_at, finished_at, started_at) FROM run_account_rows
                  WHERE run_id = ?1 AND account_id = ?2",
                 params![run_id, account.as_str()],
                 |r| r.get(0),
