@@ -13,71 +13,78 @@
 //!   every stretch around R in two and records its own findings as stretches of R alone.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
+use rusqlite::types::{Type, ValueRef};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::StoreError;
 use crate::findings::Finding;
 
-/// A finding's stored columns (all but its id, run and account), as the table holds them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Columns {
-    user_name: String,
-    user_arn: String,
-    policy_arn: String,
-    policy_name: String,
-    kind: String,
+/// The stored columns of a finding (all but its id, run and account), as the table holds them;
+/// `None` is NULL.
+type Cells<'a> = [Option<&'a str>; 10];
+
+const COLUMNS: &str = "user_name, user_arn, policy_arn, policy_name, kind, covering_groups,
+    user_id, covering_group_ids, exception, owner";
+
+/// A new finding's columns: its text borrowed, its JSON columns written out.
+struct Columns<'a> {
+    finding: &'a Finding,
     covering_groups: String,
-    user_id: Option<String>,
     covering_group_ids: Option<String>,
     exception: Option<String>,
-    owner: Option<String>,
 }
 
-impl Columns {
-    fn of(f: &Finding) -> Self {
+impl<'a> Columns<'a> {
+    fn of(f: &'a Finding) -> Self {
         Self {
-            user_name: f.user_name.as_str().to_owned(),
-            user_arn: f.user_arn.clone(),
-            policy_arn: f.policy_arn.as_str().to_owned(),
-            policy_name: f.policy_name.clone(),
-            kind: f.kind.as_str().to_owned(),
+            finding: f,
             covering_groups: serde_json::to_string(&f.covering_groups).expect("names serialize"),
-            user_id: f.user_id.clone(),
             covering_group_ids: (!f.covering_group_ids.is_empty())
                 .then(|| serde_json::to_string(&f.covering_group_ids).expect("ids serialize")),
             exception: f
                 .exception
                 .as_ref()
                 .map(|e| serde_json::to_string(e).expect("exception serializes")),
-            owner: f.owner.clone(),
         }
     }
 
-    fn at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Self> {
-        Ok(Self {
-            user_name: r.get(at)?,
-            user_arn: r.get(at + 1)?,
-            policy_arn: r.get(at + 2)?,
-            policy_name: r.get(at + 3)?,
-            kind: r.get(at + 4)?,
-            covering_groups: r.get(at + 5)?,
-            user_id: r.get(at + 6)?,
-            covering_group_ids: r.get(at + 7)?,
-            exception: r.get(at + 8)?,
-            owner: r.get(at + 9)?,
-        })
+    fn cells(&self) -> Cells<'_> {
+        let f = self.finding;
+        [
+            Some(f.user_name.as_str()),
+            Some(f.user_arn.as_str()),
+            Some(f.policy_arn.as_str()),
+            Some(f.policy_name.as_str()),
+            Some(f.kind.as_str()),
+            Some(self.covering_groups.as_str()),
+            f.user_id.as_deref(),
+            self.covering_group_ids.as_deref(),
+            self.exception.as_deref(),
+            f.owner.as_deref(),
+        ]
     }
 }
 
-const COLUMNS: &str = "user_name, user_arn, policy_arn, policy_name, kind, covering_groups,
-    user_id, covering_group_ids, exception, owner";
+/// The cells of a stored row, from column `at` on, borrowed from SQLite.
+fn cells_at<'r>(r: &'r rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Cells<'r>> {
+    let mut cells: Cells<'r> = [None; 10];
+    for (i, cell) in cells.iter_mut().enumerate() {
+        *cell = match r.get_ref(at + i)? {
+            ValueRef::Null => None,
+            value => Some(value.as_str().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(at + i, Type::Text, Box::new(e))
+            })?),
+        };
+    }
+    Ok(cells)
+}
 
-/// A stretch seen by the previous recording scan: its key, and whether it had ended.
-struct Open {
-    slot: i64,
-    first_run: i64,
-    ended: bool,
+fn key(cells: &Cells<'_>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    cells.hash(&mut h);
+    h.finish()
 }
 
 /// What recording one account's findings wrote.
@@ -127,29 +134,10 @@ pub(super) fn record(
         params![account],
         |r| r.get(0),
     )?;
+    let columns: Vec<Columns<'_>> = findings.iter().map(Columns::of).collect();
+    // Which findings are already stored (a stretch the previous scan saw goes on).
+    let mut stored = vec![false; columns.len()];
     let mut written = Written::default();
-    let mut begin = tx.prepare_cached(&format!(
-        "INSERT INTO finding_stretches (account_id, slot, first_run, last_run, {COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-    ))?;
-    let mut insert = |slot: i64, last: Option<i64>, c: &Columns| {
-        begin.execute(params![
-            account,
-            slot,
-            run_id,
-            last,
-            c.user_name,
-            c.user_arn,
-            c.policy_arn,
-            c.policy_name,
-            c.kind,
-            c.covering_groups,
-            c.user_id,
-            c.covering_group_ids,
-            c.exception,
-            c.owner,
-        ])
-    };
     if newer {
         // A newer run recorded the account already: no stretch may run through this one.
         written.touched += tx.execute(
@@ -166,13 +154,7 @@ pub(super) fn record(
              WHERE account_id = ?1 AND first_run < ?2 AND (last_run IS NULL OR last_run >= ?2)",
             params![account, run_id],
         )? as u64;
-        for f in findings {
-            insert(next_slot, Some(run_id), &Columns::of(f))?;
-            next_slot += 1;
-            written.begun += 1;
-        }
     } else {
-        // What the previous scan that recorded the account saw.
         // Walked back from this run along the primary key (run, account): the runs just before.
         let previous: Option<i64> = tx
             .query_row(
@@ -183,56 +165,66 @@ pub(super) fn record(
                 |r| r.get(0),
             )
             .optional()?;
-        let mut seen: HashMap<Columns, Vec<Open>> = HashMap::new();
         if let Some(p) = previous {
-            let mut stmt = tx.prepare_cached(&format!(
+            // The new findings by their cells; each stretch the previous scan saw is looked up
+            // in them, compared cell for cell, and goes on, opens again or ends.
+            let mut waiting: HashMap<u64, Vec<usize>> = HashMap::with_capacity(columns.len());
+            for (i, c) in columns.iter().enumerate() {
+                waiting.entry(key(&c.cells())).or_default().push(i);
+            }
+            let mut reopen = tx.prepare_cached(
+                "UPDATE finding_stretches SET last_run = NULL
+                 WHERE account_id = ?1 AND slot = ?2 AND first_run = ?3",
+            )?;
+            let mut end = tx.prepare_cached(
+                "UPDATE finding_stretches SET last_run = ?4
+                 WHERE account_id = ?1 AND slot = ?2 AND first_run = ?3",
+            )?;
+            let mut seen = tx.prepare_cached(&format!(
                 "SELECT slot, first_run, last_run IS NOT NULL, {COLUMNS} FROM finding_stretches
                  WHERE account_id = ?1 AND first_run <= ?2
                    AND (last_run IS NULL OR last_run >= ?2)"
             ))?;
-            let rows = stmt.query_map(params![account, p], |r| {
-                Ok((
-                    Columns::at(r, 3)?,
-                    Open {
-                        slot: r.get(0)?,
-                        first_run: r.get(1)?,
-                        ended: r.get(2)?,
-                    },
-                ))
-            })?;
-            for row in rows {
-                let (columns, open) = row?;
-                seen.entry(columns).or_default().push(open);
-            }
-        }
-        let mut reopen = tx.prepare_cached(
-            "UPDATE finding_stretches SET last_run = NULL
-             WHERE account_id = ?1 AND slot = ?2 AND first_run = ?3",
-        )?;
-        for f in findings {
-            let columns = Columns::of(f);
-            match seen.get_mut(&columns).and_then(Vec::pop) {
-                Some(open) => {
-                    if open.ended {
-                        reopen.execute(params![account, open.slot, open.first_run])?;
+            let mut rows = seen.query(params![account, p])?;
+            while let Some(r) = rows.next()? {
+                let (slot, first_run, ended): (i64, i64, bool) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                let cells = cells_at(r, 3)?;
+                let same = waiting.get_mut(&key(&cells)).and_then(|candidates| {
+                    let at = candidates
+                        .iter()
+                        .position(|&i| columns[i].cells() == cells)?;
+                    Some(candidates.swap_remove(at))
+                });
+                match (same, ended) {
+                    (Some(i), ended) => {
+                        stored[i] = true;
+                        if ended {
+                            reopen.execute(params![account, slot, first_run])?;
+                            written.touched += 1;
+                        }
+                    }
+                    (None, false) => {
+                        end.execute(params![account, slot, first_run, run_id - 1])?;
                         written.touched += 1;
                     }
-                }
-                None => {
-                    insert(next_slot, None, &columns)?;
-                    next_slot += 1;
-                    written.begun += 1;
+                    (None, true) => {}
                 }
             }
         }
-        let mut end = tx.prepare_cached(
-            "UPDATE finding_stretches SET last_run = ?4
-             WHERE account_id = ?1 AND slot = ?2 AND first_run = ?3",
-        )?;
-        for open in seen.into_values().flatten().filter(|o| !o.ended) {
-            end.execute(params![account, open.slot, open.first_run, run_id - 1])?;
-            written.touched += 1;
-        }
+    }
+    // What is new starts a stretch here (of this run alone when a newer run recorded it).
+    let last = newer.then_some(run_id);
+    let mut begin = tx.prepare_cached(&format!(
+        "INSERT INTO finding_stretches (account_id, slot, first_run, last_run, {COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    ))?;
+    for (c, _) in columns.iter().zip(&stored).filter(|(_, stored)| !**stored) {
+        let [a, b, c3, d, e, f, g, h, i, j] = c.cells();
+        begin.execute(params![
+            account, next_slot, run_id, last, a, b, c3, d, e, f, g, h, i, j
+        ])?;
+        next_slot += 1;
+        written.begun += 1;
     }
     // The ids of this run's findings in the account: a range no other run's ids share.
     let base: i64 = tx.query_row("SELECT next FROM finding_ids", [], |r| r.get(0))?;
