@@ -371,3 +371,38 @@ fn a_scan_still_running_is_not_the_default_but_can_be_named() {
     let named = diff(&rig, Some(second), Some(third), false);
     assert_eq!(named.to.id, third);
 }
+
+/// Findings stored by stretches: when a detach came back before the next scan, that scan sees
+/// exactly what the scan before the apply saw (the finding's stretch simply goes on), and diff
+/// still says reappeared: an unchanged stretch is not "nothing changed" when iamsweep acted in
+/// the account in between.
+#[test]
+fn a_detach_that_came_back_before_the_next_scan_is_reappeared_though_the_findings_are_the_same() {
+    let rig = FakeRig::new(&accounts_toml(&[A]));
+    rig.org.add_group(A, "ops", &[DEPLOY]);
+    rig.org.add_user(A, "alice", &["ops"], &[DEPLOY]);
+    let before = scan(&rig);
+    let applied = block_on(
+        rig.engine
+            .apply_run(before, &rig.file, rig.file.accounts.clone()),
+    )
+    .unwrap();
+    assert_eq!(applied.tally.detached, 1);
+    tick();
+    rig.org.add_user(A, "alice", &[], &[DEPLOY]);
+    let after = scan(&rig);
+    assert_eq!(
+        rig.sql::<i64>("SELECT count(*) FROM finding_stretches"),
+        1,
+        "the same finding: one stretch for both scans"
+    );
+    let d = diff(&rig, Some(before), Some(after), false);
+    assert_eq!(lines(&d), ["reappeared 111111111111 alice Deploy"]);
+    // A scan after it, with nothing done in between: nothing changed.
+    let again = scan(&rig);
+    assert!(
+        diff(&rig, Some(after), Some(again), false)
+            .changes
+            .is_empty()
+    );
+}

@@ -5,14 +5,15 @@
 # more times unchanged. Prints the file's size after each scan and the bytes each unchanged scan
 # added per finding.
 #   usage: scripts/bench/history-growth.sh [ACCOUNTS] [USERS] [SCANS]   (default 4 40 5: 480 findings)
+# IAMSWEEP_BIN: another build to measure (an older release, for comparison).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source scripts/moto.sh
 ACCOUNTS="${1:-4}"
 USERS="${2:-40}"
 SCANS="${3:-5}"
-cargo build --quiet --locked
-BIN="$PWD/target/debug/iamsweep"
+if [ -z "${IAMSWEEP_BIN:-}" ]; then cargo build --quiet --locked; fi
+BIN="${IAMSWEEP_BIN:-$PWD/target/debug/iamsweep}"
 moto_start
 moto_env
 export AWS_ENDPOINT_URL="$MOTO_URL"

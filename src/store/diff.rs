@@ -127,13 +127,35 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT max(run_id) FROM run_accounts
-                 WHERE account_id = ?1 AND run_id < ?2 AND users_seen IS NOT NULL",
+                // Walked back from `before` along the primary key (run, account).
+                "SELECT run_id FROM run_account_rows
+                 WHERE run_id < ?2 AND account_id = ?1 AND users_seen IS NOT NULL
+                 ORDER BY run_id DESC LIMIT 1",
                 params![account, before],
                 |r| r.get(0),
             )
-            .optional()?
-            .flatten())
+            .optional()?)
+    }
+
+    /// Runs `from` and `to` (both recorded `account`) saw the very same findings there, and no
+    /// detach iamsweep made in the account since `from` read it can make one reappear: every
+    /// stretch of the account either covers both runs or neither. Then nothing changed.
+    fn same_findings(&self, from: i64, to: i64, account: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT NOT EXISTS (SELECT 1 FROM finding_stretches s
+                                WHERE s.account_id = ?3
+                                  AND (s.first_run <= ?1 OR s.first_run <= ?2)
+                                  AND ((s.first_run <= ?1 AND (s.last_run IS NULL OR s.last_run >= ?1))
+                                       <> (s.first_run <= ?2 AND (s.last_run IS NULL OR s.last_run >= ?2))))
+                AND NOT EXISTS (SELECT 1 FROM actions x
+                                WHERE x.account_id = ?3 AND x.operation = 'detach'
+                                  AND x.status = 'detached'
+                                  AND x.finished_at >= (SELECT coalesce(scanned_at, finished_at, started_at)
+                                                        FROM run_account_rows
+                                                        WHERE run_id = ?1 AND account_id = ?3))",
+            params![from, to, account],
+            |r| r.get(0),
+        )?)
     }
 
     /// What changed in `account` from run `from` (`None`: nothing before, every finding of
@@ -147,6 +169,12 @@ impl Store {
         account: &str,
         unchanged: bool,
     ) -> Result<Vec<Change>, StoreError> {
+        if let Some(from) = from
+            && !unchanged
+            && self.same_findings(from, to, account)?
+        {
+            return Ok(Vec::new());
+        }
         // The detach behind each finding of `to` is the drift view's definition (the latest
         // detach of the same user and policy before `to` read the account, not rolled back),
         // looked up per finding by the journal's index; whether it counts as reappeared *since*
