@@ -144,7 +144,8 @@ CREATE TABLE finding_stretches (
     covering_group_ids TEXT,
     exception          TEXT,
     owner              TEXT,
-    PRIMARY KEY (account_id, slot, first_run)
+    -- One row per user and policy in each run: the key is also the report order.
+    PRIMARY KEY (account_id, user_name, policy_arn, first_run)
 ) WITHOUT ROWID;
 
 -- The next id range a scan of an account takes.

@@ -211,14 +211,9 @@ pub(super) fn read(path: &Path, store: &Store) -> Result<Reviewed, AppError> {
     let mut ids = Vec::with_capacity(items.len());
     let mut accounts = BTreeSet::new();
     for (at, item) in items {
-        let found = store.finding_key(run_id, &item.account_id, item.finding_id)?;
-        let expected = (
-            run_id,
-            item.account_id.clone(),
-            item.user_name.clone(),
-            item.policy_arn.clone(),
-            "redundant_direct".to_owned(),
-        );
+        let found =
+            store.finding_in_run(run_id, &item.account_id, &item.user_name, &item.policy_arn)?;
+        let expected = (item.finding_id, "redundant_direct".to_owned());
         if found.as_ref() != Some(&expected) {
             return Err(bad(format!(
                 "{at} (finding {}, account {}, user {}, policy {}) is not a redundant finding of run {run_id}",

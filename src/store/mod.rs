@@ -25,7 +25,6 @@ pub use diff::*;
 pub use prune::Pruned;
 pub use published::Published;
 pub use rows::*;
-pub use runs::FindingKey;
 pub use tally::Tally;
 
 use crate::aws::AwsError;
@@ -48,13 +47,15 @@ pub(super) const MADE_DETACH: &str = "(x.status IN ('detached', 'reverting')
 /// Joins `f`, the finding action `x` acted on, recorded by run `run` (an SQL expression: the
 /// scan an apply applied, or the apply itself when it scanned). `f` has the `findings` view's
 /// columns but `id` and `run_id` (`x.finding_id` and `run`). Read from the tables, not the view:
-/// a finding is looked up by id through the primary key of its stretch.
+/// a finding is looked up by the primary key of its stretch (account, user, policy), and its id
+/// checked.
 pub(super) fn finding_of_action(join: &str, run: &str) -> String {
     format!(
         "{join} run_account_rows fa ON fa.run_id = {run} AND fa.account_id = x.account_id
          {join} finding_stretches f ON f.account_id = x.account_id
-             AND f.slot = x.finding_id - fa.finding_base
-             AND f.first_run <= fa.run_id AND (f.last_run IS NULL OR f.last_run >= fa.run_id)"
+             AND f.user_name = x.user_name AND f.policy_arn = x.policy_arn
+             AND f.first_run <= fa.run_id AND (f.last_run IS NULL OR f.last_run >= fa.run_id)
+             AND fa.finding_base + f.slot = x.finding_id"
     )
 }
 

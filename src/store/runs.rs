@@ -5,7 +5,6 @@ use rusqlite::{OptionalExtension, params};
 use super::*;
 
 /// A finding's identity: (run, account, user name, policy ARN, kind).
-pub type FindingKey = (i64, String, String, String, String);
 
 impl Store {
     /// Starts a run: the run row and one `pending` row per account, in one transaction.
@@ -350,25 +349,26 @@ impl Store {
         Ok(())
     }
 
-    /// Finding `finding_id` of run `run_id` in `account`: (run, account, user name, policy ARN,
-    /// kind), `None` if that run recorded no such finding there.
-    pub fn finding_key(
+    /// The finding run `run_id` recorded in `account` for `user` and `policy` (one at most):
+    /// its id and kind.
+    pub fn finding_in_run(
         &self,
         run_id: i64,
         account: &str,
-        finding_id: i64,
-    ) -> Result<Option<FindingKey>, StoreError> {
+        user: &str,
+        policy: &str,
+    ) -> Result<Option<(i64, String)>, StoreError> {
         Ok(self
             .conn
             .query_row(
-                "SELECT a.run_id, s.account_id, s.user_name, s.policy_arn, s.kind
+                "SELECT a.finding_base + s.slot, s.kind
                  FROM run_account_rows a
                  JOIN finding_stretches s ON s.account_id = a.account_id
-                  AND s.slot = ?3 - a.finding_base AND s.first_run <= a.run_id
+                  AND s.user_name = ?3 AND s.policy_arn = ?4 AND s.first_run <= a.run_id
                   AND (s.last_run IS NULL OR s.last_run >= a.run_id)
-                 WHERE a.run_id = ?1 AND a.account_id = ?2",
-                params![run_id, account, finding_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                 WHERE a.run_id = ?1 AND a.account_id = ?2 AND a.finding_base IS NOT NULL",
+                params![run_id, account, user, policy],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
     }

@@ -172,44 +172,46 @@ pub(super) fn record(
             for (i, c) in columns.iter().enumerate() {
                 waiting.entry(key(&c.cells())).or_default().push(i);
             }
-            let mut reopen = tx.prepare_cached(
-                "UPDATE finding_stretches SET last_run = NULL
-                 WHERE account_id = ?1 AND slot = ?2 AND first_run = ?3",
-            )?;
-            let mut end = tx.prepare_cached(
-                "UPDATE finding_stretches SET last_run = ?4
-                 WHERE account_id = ?1 AND slot = ?2 AND first_run = ?3",
-            )?;
+            // Stretches to open again (`None`) or end (at the run before this one), by key
+            // (user name, policy ARN, first run): changed after the read, not during it.
+            let mut changes: Vec<(String, String, i64, Option<i64>)> = Vec::new();
             let mut seen = tx.prepare_cached(&format!(
-                "SELECT slot, first_run, last_run IS NOT NULL, {COLUMNS} FROM finding_stretches
+                "SELECT first_run, last_run IS NOT NULL, {COLUMNS} FROM finding_stretches
                  WHERE account_id = ?1 AND first_run <= ?2
                    AND (last_run IS NULL OR last_run >= ?2)"
             ))?;
             let mut rows = seen.query(params![account, p])?;
             while let Some(r) = rows.next()? {
-                let (slot, first_run, ended): (i64, i64, bool) = (r.get(0)?, r.get(1)?, r.get(2)?);
-                let cells = cells_at(r, 3)?;
+                let (first_run, ended): (i64, bool) = (r.get(0)?, r.get(1)?);
+                let cells = cells_at(r, 2)?;
                 let same = waiting.get_mut(&key(&cells)).and_then(|candidates| {
                     let at = candidates
                         .iter()
                         .position(|&i| columns[i].cells() == cells)?;
                     Some(candidates.swap_remove(at))
                 });
-                match (same, ended) {
+                let change = match (same, ended) {
                     (Some(i), ended) => {
                         stored[i] = true;
-                        if ended {
-                            reopen.execute(params![account, slot, first_run])?;
-                            written.touched += 1;
-                        }
+                        ended.then_some(None)
                     }
-                    (None, false) => {
-                        end.execute(params![account, slot, first_run, run_id - 1])?;
-                        written.touched += 1;
-                    }
-                    (None, true) => {}
+                    (None, false) => Some(Some(run_id - 1)),
+                    (None, true) => None,
+                };
+                if let Some(last) = change {
+                    let (user, policy) = (cells[0].unwrap_or(""), cells[2].unwrap_or(""));
+                    changes.push((user.to_owned(), policy.to_owned(), first_run, last));
                 }
             }
+            drop(rows);
+            let mut set_last = tx.prepare_cached(
+                "UPDATE finding_stretches SET last_run = ?5
+                 WHERE account_id = ?1 AND user_name = ?2 AND policy_arn = ?3 AND first_run = ?4",
+            )?;
+            for (user, policy, first_run, last) in &changes {
+                set_last.execute(params![account, user, policy, first_run, last])?;
+            }
+            written.touched += changes.len() as u64;
         }
     }
     // What is new starts a stretch here (of this run alone when a newer run recorded it).
