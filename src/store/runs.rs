@@ -4,8 +4,6 @@ use rusqlite::{OptionalExtension, params};
 
 use super::*;
 
-/// A finding's identity: (run, account, user name, policy ARN, kind).
-
 impl Store {
     /// Starts a run: the run row and one `pending` row per account, in one transaction.
     pub fn create_run(
