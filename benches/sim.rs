@@ -297,6 +297,48 @@ fn sim_findings(a: &str, per: u64) -> AccountFindings {
     }
 }
 
+/// What each scan of a scheduled sweep of an unchanged organization finds: `per` findings in
+/// each account of `file`, read at the same time.
+fn unchanged_findings(file: &AccountsFile, per: u64) -> Vec<AccountFindings> {
+    file.accounts
+        .iter()
+        .map(|t| AccountFindings {
+            read_at: Some("2026-11-28T00:00:00.000Z".into()),
+            ..sim_findings(t.id.as_str(), per)
+        })
+        .collect()
+}
+
+/// One scan run recording `batches` for the accounts of `file`, as a scan writes them. Returns
+/// the run and the seconds its writes took.
+fn scheduled_scan(
+    store: &mut Store,
+    file: &AccountsFile,
+    batches: &[AccountFindings],
+) -> (i64, f64) {
+    let calls = iamsweep::calls::CallCounts::default();
+    let run = store
+        .create_run(RunKind::Scan, None, file, &file.accounts, "{}")
+        .unwrap();
+    let start = Instant::now();
+    for (t, f) in file.accounts.iter().zip(batches) {
+        store
+            .record_scan(
+                run,
+                &t.id,
+                f,
+                &calls,
+                iamsweep::store::AccountStatus::Completed,
+            )
+            .unwrap();
+    }
+    let took = start.elapsed().as_secs_f64();
+    store
+        .finish_run(run, iamsweep::store::RunStatus::Completed)
+        .unwrap();
+    (run, took)
+}
+
 /// `sqlite-prune [ACCOUNTS] [FINDINGS_PER_ACCOUNT] [SCANS]`: SCANS scans that find the same
 /// thing (a scheduled sweep of an unchanged organization), the file's size after the first and
 /// after the last, then `prune` (every scan but the first and the newest is forgotten): its time
@@ -307,38 +349,12 @@ fn sqlite_prune(args: &[String]) {
     let db = dir.path().join("bench.db");
     let file = accounts(n);
     let mut store = Store::open(&db).unwrap();
-    let calls = iamsweep::calls::CallCounts::default();
-    let batches: Vec<AccountFindings> = file
-        .accounts
-        .iter()
-        .map(|t| AccountFindings {
-            read_at: Some("2026-11-28T00:00:00.000Z".into()),
-            ..sim_findings(t.id.as_str(), per)
-        })
-        .collect();
+    let batches = unchanged_findings(&file, per);
     // The database's pages (WAL mode: what a checkpoint leaves in the file).
     let size = |store: &Store| store.size_bytes().unwrap() as f64 / 1048576.0;
     let (mut first_mib, mut write) = (0.0, 0.0);
     for scan in 0..scans {
-        let run = store
-            .create_run(RunKind::Scan, None, &file, &file.accounts, "{}")
-            .unwrap();
-        let start = Instant::now();
-        for (t, f) in file.accounts.iter().zip(&batches) {
-            store
-                .record_scan(
-                    run,
-                    &t.id,
-                    f,
-                    &calls,
-                    iamsweep::store::AccountStatus::Completed,
-                )
-                .unwrap();
-        }
-        write += start.elapsed().as_secs_f64();
-        store
-            .finish_run(run, iamsweep::store::RunStatus::Completed)
-            .unwrap();
+        write += scheduled_scan(&mut store, &file, &batches).1;
         if scan == 0 {
             first_mib = size(&store);
         }
@@ -370,39 +386,13 @@ fn sqlite_year(args: &[String]) {
         std::env::var_os("SIM_KEEP_DB").map_or_else(|| dir.path().join("bench.db"), Into::into);
     let file = accounts(n);
     let mut store = Store::open(&db).unwrap();
-    let calls = iamsweep::calls::CallCounts::default();
-    let batches: Vec<AccountFindings> = file
-        .accounts
-        .iter()
-        .map(|t| AccountFindings {
-            read_at: Some("2026-11-28T00:00:00.000Z".into()),
-            ..sim_findings(t.id.as_str(), per)
-        })
-        .collect();
+    let batches = unchanged_findings(&file, per);
     // The database's pages (WAL mode: what a checkpoint leaves in the file).
     let size = |store: &Store| store.size_bytes().unwrap() as f64;
     let (mut first_bytes, mut first_s, mut unchanged_s) = (0.0, 0.0, 0.0);
     let (mut first_run, mut last_run) = (0, 0);
     for scan in 0..scans {
-        let run = store
-            .create_run(RunKind::Scan, None, &file, &file.accounts, "{}")
-            .unwrap();
-        let start = Instant::now();
-        for (t, f) in file.accounts.iter().zip(&batches) {
-            store
-                .record_scan(
-                    run,
-                    &t.id,
-                    f,
-                    &calls,
-                    iamsweep::store::AccountStatus::Completed,
-                )
-                .unwrap();
-        }
-        let took = start.elapsed().as_secs_f64();
-        store
-            .finish_run(run, iamsweep::store::RunStatus::Completed)
-            .unwrap();
+        let (run, took) = scheduled_scan(&mut store, &file, &batches);
         if scan == 0 {
             (first_bytes, first_s, first_run) = (size(&store), took, run);
         } else {

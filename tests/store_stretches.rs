@@ -82,6 +82,15 @@ impl Db {
             .unwrap();
     }
 
+    /// A completed scan run that saw A and B as `a_findings` and `b_findings`.
+    fn scan_as_before(&mut self) -> i64 {
+        let run = self.run();
+        self.record(run, A, a_findings());
+        self.record(run, B, b_findings());
+        self.finish(run);
+        run
+    }
+
     fn finish(&mut self, run: i64) {
         self.store.finish_run(run, RunStatus::Completed).unwrap();
     }
@@ -142,11 +151,7 @@ fn unchanged_scans_store_no_row_per_finding_and_a_change_starts_a_stretch() {
     let mut db = Db::new();
     let mut runs = Vec::new();
     for _ in 0..3 {
-        let r = db.run();
-        db.record(r, A, a_findings());
-        db.record(r, B, b_findings());
-        db.finish(r);
-        runs.push(r);
+        runs.push(db.scan_as_before());
     }
     assert_eq!(
         db.count("SELECT count(*) FROM finding_stretches"),
@@ -213,20 +218,14 @@ fn unchanged_scans_store_no_row_per_finding_and_a_change_starts_a_stretch() {
 #[test]
 fn an_account_that_failed_in_between_has_no_findings_in_that_run_and_nothing_is_resolved() {
     let mut db = Db::new();
-    let r1 = db.run();
-    db.record(r1, A, a_findings());
-    db.record(r1, B, b_findings());
-    db.finish(r1);
+    let r1 = db.scan_as_before();
     // Run 2: B failed (its scan was never recorded).
     let r2 = db.run();
     db.record(r2, A, a_findings());
     db.store
         .finish_run(r2, RunStatus::CompletedWithErrors)
         .unwrap();
-    let r3 = db.run();
-    db.record(r3, A, a_findings());
-    db.record(r3, B, b_findings());
-    db.finish(r3);
+    let r3 = db.scan_as_before();
     assert_eq!(db.count("SELECT count(*) FROM finding_stretches"), 5);
     assert_eq!(db.findings(r1).len(), 5);
     assert_eq!(
@@ -244,17 +243,11 @@ fn an_account_that_failed_in_between_has_no_findings_in_that_run_and_nothing_is_
 #[test]
 fn an_old_run_that_records_an_account_after_a_newer_one_reads_what_it_saw() {
     let mut db = Db::new();
-    let r1 = db.run();
-    db.record(r1, A, a_findings());
-    db.record(r1, B, b_findings());
-    db.finish(r1);
+    let r1 = db.scan_as_before();
     // Run 2 stops before B (interrupted); run 3 scans both.
     let r2 = db.run();
     db.record(r2, A, a_findings());
-    let r3 = db.run();
-    db.record(r3, A, a_findings());
-    db.record(r3, B, b_findings());
-    db.finish(r3);
+    let r3 = db.scan_as_before();
     let before: Vec<Vec<String>> = [r1, r3].iter().map(|&r| db.findings(r)).collect();
     let ids_before: Vec<Vec<i64>> = [r1, r3].iter().map(|&r| db.ids(r)).collect();
     assert_eq!(db.count("SELECT count(*) FROM finding_stretches"), 5);
@@ -282,10 +275,7 @@ fn an_old_run_that_records_an_account_after_a_newer_one_reads_what_it_saw() {
         "B: two stretches cut in two, and run 2's own"
     );
     // A scan after all of it continues from run 3, the newest.
-    let r4 = db.run();
-    db.record(r4, A, a_findings());
-    db.record(r4, B, b_findings());
-    db.finish(r4);
+    let r4 = db.scan_as_before();
     assert_eq!(db.findings(r4), before[1]);
     // A run records an account once.
     let again = db.store.record_scan(
