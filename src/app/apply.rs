@@ -156,18 +156,9 @@ pub(super) async fn apply(
         )
         .await?;
     }
-    if args.publish && result.status != RunStatus::Interrupted {
-        let published = super::publish::run(
-            cli,
-            &store,
-            result.run_id,
-            None,
-            crate::report::Format::Table,
-            &engine.cancel,
-            out,
-        )
-        .await?;
-        code = code.max(published);
+    if args.publish {
+        code =
+            code.max(super::publish::after_run(cli, &store, &result, &engine.cancel, out).await?);
     }
     Ok(code)
 }

@@ -57,6 +57,30 @@ pub(super) async fn run(
     })
 }
 
+/// `scan --publish`, `apply --publish`: publishes the run just made, unless it was interrupted
+/// (its findings are incomplete). The exit code it adds (OK when nothing was sent).
+pub(super) async fn after_run(
+    cli: &Cli,
+    store: &StoreHandle,
+    result: &crate::run::RunResult,
+    cancel: &Cancel,
+    out: &mut impl Write,
+) -> Result<u8, AppError> {
+    if result.status == crate::store::RunStatus::Interrupted {
+        return Ok(exit::OK);
+    }
+    run(
+        cli,
+        store,
+        result.run_id,
+        None,
+        report::Format::Table,
+        cancel,
+        out,
+    )
+    .await
+}
+
 /// Refuses a rollback, and a run whose scan is older than one already published to its
 /// accounts: Security Hub holds the newest state, and the older scan would reopen what the
 /// newer one resolved.

@@ -31,18 +31,8 @@ pub(super) async fn scan(
     resolve_accounts(&engine.connector, &mut file, engine.options.calls).await?;
     let result = engine.scan(&file).await?;
     let code = finish(cli, &work.store, &result, out, "report").await?;
-    let code = if publish && result.status != crate::store::RunStatus::Interrupted {
-        let published = super::publish::run(
-            cli,
-            &work.store,
-            result.run_id,
-            None,
-            crate::report::Format::Table,
-            &engine.cancel,
-            out,
-        )
-        .await?;
-        code.max(published)
+    let code = if publish {
+        code.max(super::publish::after_run(cli, &work.store, &result, &engine.cancel, out).await?)
     } else {
         code
     };

@@ -124,17 +124,7 @@ impl Store {
 
     /// The latest run before `before` that recorded the scan of `account`.
     pub fn previous_scan(&self, account: &str, before: i64) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                // Walked back from `before` along the primary key (run, account).
-                "SELECT run_id FROM run_account_rows
-                 WHERE run_id < ?2 AND account_id = ?1 AND users_seen IS NOT NULL
-                 ORDER BY run_id DESC LIMIT 1",
-                params![account, before],
-                |r| r.get(0),
-            )
-            .optional()?)
+        super::stretches::recorded_before(&self.conn, account, before)
     }
 
     /// Runs `from` and `to` (both recorded `account`) saw the very same findings there, and no

@@ -87,22 +87,13 @@ fn key(cells: &Cells<'_>) -> u64 {
     h.finish()
 }
 
-/// What recording one account's findings wrote.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Written {
-    /// Stretches begun (rows inserted).
-    pub begun: u64,
-    /// Stretches ended or opened again (rows updated).
-    pub touched: u64,
-}
-
 /// Records `findings` as what run `run_id` saw in `account`, inside the caller's transaction.
 pub(super) fn record(
     tx: &Transaction<'_>,
     run_id: i64,
     account: &str,
     findings: &[Finding],
-) -> Result<Written, StoreError> {
+) -> Result<(), StoreError> {
     let base: Option<Option<i64>> = tx
         .query_row(
             "SELECT finding_base FROM run_account_rows WHERE run_id = ?1 AND account_id = ?2",
@@ -137,10 +128,9 @@ pub(super) fn record(
     let columns: Vec<Columns<'_>> = findings.iter().map(Columns::of).collect();
     // Which findings are already stored (a stretch the previous scan saw goes on).
     let mut stored = vec![false; columns.len()];
-    let mut written = Written::default();
     if newer {
         // A newer run recorded the account already: no stretch may run through this one.
-        written.touched += tx.execute(
+        tx.execute(
             &format!(
                 "INSERT INTO finding_stretches (account_id, slot, first_run, last_run, {COLUMNS})
                  SELECT account_id, slot, ?2 + 1, last_run, {COLUMNS} FROM finding_stretches
@@ -148,23 +138,14 @@ pub(super) fn record(
                    AND (last_run IS NULL OR last_run > ?2)"
             ),
             params![account, run_id],
-        )? as u64;
-        written.touched += tx.execute(
+        )?;
+        tx.execute(
             "UPDATE finding_stretches SET last_run = ?2 - 1
              WHERE account_id = ?1 AND first_run < ?2 AND (last_run IS NULL OR last_run >= ?2)",
             params![account, run_id],
-        )? as u64;
+        )?;
     } else {
-        // Walked back from this run along the primary key (run, account): the runs just before.
-        let previous: Option<i64> = tx
-            .query_row(
-                "SELECT run_id FROM run_account_rows
-                 WHERE run_id < ?2 AND account_id = ?1 AND finding_base IS NOT NULL
-                 ORDER BY run_id DESC LIMIT 1",
-                params![account, run_id],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let previous = recorded_before(tx, account, run_id)?;
         if let Some(p) = previous {
             // The new findings by their cells; each stretch the previous scan saw is looked up
             // in them, compared cell for cell, and goes on, opens again or ends.
@@ -211,7 +192,6 @@ pub(super) fn record(
             for (user, policy, first_run, last) in &changes {
                 set_last.execute(params![account, user, policy, first_run, last])?;
             }
-            written.touched += changes.len() as u64;
         }
     }
     // What is new starts a stretch here (of this run alone when a newer run recorded it).
@@ -226,7 +206,6 @@ pub(super) fn record(
             account, next_slot, run_id, last, a, b, c3, d, e, f, g, h, i, j
         ])?;
         next_slot += 1;
-        written.begun += 1;
     }
     // The ids of this run's findings in the account: a range no other run's ids share.
     let base: i64 = tx.query_row("SELECT next FROM finding_ids", [], |r| r.get(0))?;
@@ -239,7 +218,25 @@ pub(super) fn record(
          WHERE run_id = ?1 AND account_id = ?2",
         params![run_id, account, base, next_slot],
     )?;
-    Ok(written)
+    Ok(())
+}
+
+/// The latest run before `before` that recorded the scan of `account`: walked back from
+/// `before` along the primary key (run, account) of `run_account_rows`.
+pub(super) fn recorded_before(
+    conn: &rusqlite::Connection,
+    account: &str,
+    before: i64,
+) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT run_id FROM run_account_rows
+             WHERE run_id < ?2 AND account_id = ?1 AND finding_base IS NOT NULL
+             ORDER BY run_id DESC LIMIT 1",
+            params![account, before],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// After `run_id`'s rows in `account` are gone (prune): forgets the stretches no scan that
